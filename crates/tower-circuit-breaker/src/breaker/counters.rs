@@ -1,0 +1,216 @@
+//! The per-call counters, striped so that threads do not fight over one cache line.
+//!
+//! Each thread is given a stripe index once, round robin; it bumps only the counters of its
+//! stripe, with relaxed atomic adds on a line no other running thread is likely to write. A
+//! snapshot adds the stripes up. Counters never go down.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use crate::clock::duration_nanos;
+use crate::metrics::{LatencyMetrics, LATENCY_BUCKETS};
+use crate::sync::{AtomicU64, Ordering::Relaxed};
+
+const BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
+
+/// What a finished or rejected call adds to the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    Success,
+    Failure,
+    /// A failure that was a timeout: bumps both.
+    TimeoutFailure,
+    /// A half-open probe that overran its timeout; its own outcome is counted when it ends.
+    ProbeTimeout,
+    Ignored,
+    Cancelled,
+    RejectedOpen,
+    RejectedHalfOpen,
+}
+
+/// One thread's share of the counters. Aligned to two cache lines so the adjacent-line
+/// prefetcher does not pair it with a neighbour.
+#[repr(align(128))]
+struct Stripe {
+    successes: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+    ignored: AtomicU64,
+    cancelled: AtomicU64,
+    rejected_open: AtomicU64,
+    rejected_half_open: AtomicU64,
+    latency_samples: AtomicU64,
+    latency_sum: AtomicU64,
+    latency_min: AtomicU64,
+    latency_max: AtomicU64,
+    latency_buckets: [AtomicU64; BUCKETS],
+}
+
+impl Stripe {
+    fn new() -> Self {
+        Self {
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            rejected_open: AtomicU64::new(0),
+            rejected_half_open: AtomicU64::new(0),
+            latency_samples: AtomicU64::new(0),
+            latency_sum: AtomicU64::new(0),
+            latency_min: AtomicU64::new(u64::MAX),
+            latency_max: AtomicU64::new(0),
+            latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Totals summed over every stripe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) successes: u64,
+    pub(crate) failures: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) ignored: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) rejected_open: u64,
+    pub(crate) rejected_half_open: u64,
+    pub(crate) latency: LatencyMetrics,
+}
+
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        let stripes = if cfg!(loom) {
+            1
+        } else {
+            // Twice the cores, so two busy threads rarely land on one stripe; at least 4.
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get() * 2)
+                .clamp(4, 64)
+                .next_power_of_two()
+        };
+        Self {
+            stripes: (0..stripes).map(|_| Stripe::new()).collect(),
+        }
+    }
+
+    /// Memory the counters take, for the docs' per-breaker figures.
+    pub(crate) fn size_in_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.stripes)
+    }
+
+    fn stripe(&self) -> &Stripe {
+        // The length is a power of two.
+        &self.stripes[stripe_index() & (self.stripes.len() - 1)]
+    }
+
+    pub(crate) fn add(&self, count: Count) {
+        let stripe = self.stripe();
+        let counter = match count {
+            Count::Success => &stripe.successes,
+            Count::Failure => &stripe.failures,
+            Count::TimeoutFailure => {
+                stripe.timeouts.fetch_add(1, Relaxed);
+                &stripe.failures
+            }
+            Count::ProbeTimeout => &stripe.timeouts,
+            Count::Ignored => &stripe.ignored,
+            Count::Cancelled => &stripe.cancelled,
+            Count::RejectedOpen => &stripe.rejected_open,
+            Count::RejectedHalfOpen => &stripe.rejected_half_open,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn add_latency(&self, latency: Duration) {
+        let stripe = self.stripe();
+        let nanos = duration_nanos(latency);
+        stripe.latency_samples.fetch_add(1, Relaxed);
+        stripe.latency_sum.fetch_add(nanos, Relaxed);
+        stripe.latency_min.fetch_min(nanos, Relaxed);
+        stripe.latency_max.fetch_max(nanos, Relaxed);
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| latency <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        stripe.latency_buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        let mut min = u64::MAX;
+        let mut max = 0;
+        let mut sum: u128 = 0;
+        for stripe in &*self.stripes {
+            totals.successes += stripe.successes.load(Relaxed);
+            totals.failures += stripe.failures.load(Relaxed);
+            totals.timeouts += stripe.timeouts.load(Relaxed);
+            totals.ignored += stripe.ignored.load(Relaxed);
+            totals.cancelled += stripe.cancelled.load(Relaxed);
+            totals.rejected_open += stripe.rejected_open.load(Relaxed);
+            totals.rejected_half_open += stripe.rejected_half_open.load(Relaxed);
+            totals.latency.samples += stripe.latency_samples.load(Relaxed);
+            sum += u128::from(stripe.latency_sum.load(Relaxed));
+            min = min.min(stripe.latency_min.load(Relaxed));
+            max = max.max(stripe.latency_max.load(Relaxed));
+            for (total, bucket) in totals
+                .latency
+                .buckets
+                .iter_mut()
+                .zip(&stripe.latency_buckets)
+            {
+                *total += bucket.load(Relaxed);
+            }
+        }
+        if totals.latency.samples > 0 {
+            totals.latency.min = Some(Duration::from_nanos(min));
+            totals.latency.max = Some(Duration::from_nanos(max));
+            let secs = u64::try_from(sum / 1_000_000_000).unwrap_or(u64::MAX);
+            #[allow(clippy::cast_possible_truncation)] // < 1e9
+            let nanos = (sum % 1_000_000_000) as u32;
+            totals.latency.sum = Duration::new(secs, nanos);
+        }
+        totals
+    }
+}
+
+thread_local! {
+    static STRIPE_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    static SAMPLE_COUNTDOWN: Cell<u32> = const { Cell::new(0) };
+}
+
+fn stripe_index() -> usize {
+    if cfg!(loom) {
+        return 0;
+    }
+    STRIPE_INDEX.with(|index| {
+        let mut value = index.get();
+        if value == usize::MAX {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            value = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            index.set(value);
+        }
+        value
+    })
+}
+
+/// Whether this call should be timed: true once every `every` calls on this thread.
+pub(crate) fn sample_this_call(every: u32) -> bool {
+    if every <= 1 {
+        return true;
+    }
+    SAMPLE_COUNTDOWN.with(|countdown| {
+        let left = countdown.get();
+        if left == 0 {
+            countdown.set(every - 1);
+            true
+        } else {
+            countdown.set(left - 1);
+            false
+        }
+    })
+}

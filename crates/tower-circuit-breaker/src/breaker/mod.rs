@@ -1,0 +1,331 @@
+//! The breaker engine: [`CircuitBreaker`] and its [`Permit`]s. No tower in here.
+//!
+//! A [`CircuitBreaker`] is a cheap handle (an `Arc` inside): every clone is the same breaker. It
+//! moves between states by these rules:
+//!
+//! - **Closed**: calls are admitted. `failure_threshold` failures in a row open the circuit; a
+//!   success resets the count.
+//! - **Open**: calls are rejected at once with [`CircuitOpen`](crate::CircuitOpen), which says how
+//!   long until the next probe. When `break_duration` has passed the circuit is half-open.
+//! - **Half-open**: at most `half_open_max_calls` probes run at once; more calls are rejected at
+//!   once with [`HalfOpenFull`](crate::HalfOpenFull). `success_threshold` successful probes close
+//!   the circuit; one failure opens it again. A probe still running `half_open_timeout` after it
+//!   was admitted counts as a failure (a timeout), so the circuit never sticks half-open.
+//! - **Isolated** and **Disabled** are manual overrides: reject everything, or admit everything
+//!   while still measuring. [`automatic`](CircuitBreaker::automatic) or
+//!   [`reset`](CircuitBreaker::reset) ends them.
+//!
+//! Every transition starts a new *generation*. A call's outcome moves the state only if the
+//! breaker is still in the generation the call was admitted in: a slow failure from before a reset
+//! cannot reopen it, and a call admitted while closed is not taken for a probe's result. Such
+//! outcomes are still counted in the [metrics](CircuitBreaker::metrics).
+//!
+//! Time-driven changes (a break that ended, a probe that overran) are applied whenever the breaker
+//! is used or looked at: by the next call, [`state`](CircuitBreaker::state),
+//! [`metrics`](CircuitBreaker::metrics) or [`ready`](CircuitBreaker::ready). No background task
+//! is needed.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerError, CircuitState};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let breaker = CircuitBreaker::with_config("inventory", CircuitBreakerConfig::default().failure_threshold(2))
+//!     .expect("valid config");
+//!
+//! for _ in 0..2 {
+//!     let result = breaker.call(|| async { Err::<(), _>("connection refused") }).await;
+//!     assert!(matches!(result, Err(CircuitBreakerError::OperationFailed("connection refused"))));
+//! }
+//! assert_eq!(breaker.state(), CircuitState::Open);
+//!
+//! // Rejected without running the operation, with the time left until the next probe.
+//! let rejected = breaker.call(|| async { Ok::<_, &str>(()) }).await.unwrap_err();
+//! assert!(rejected.is_rejection());
+//! assert!(rejected.retry_after().is_some());
+//! # }
+//! ```
+
+mod core;
+mod counters;
+mod permit;
+mod word;
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use tokio::sync::broadcast;
+
+use self::core::{Outlook, Shared};
+pub use self::permit::{OwnedPermit, Permit};
+use crate::{
+    CircuitBreakerConfig, CircuitBreakerError, CircuitMetrics, CircuitState, Classify, Clock,
+    ConfigError, ErrorIsFailure, Rejection, Transition, TransitionReason,
+};
+
+/// A named circuit breaker. Cheap to clone; every clone is the same breaker.
+///
+/// See the [module docs](self) for the rules it follows.
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    shared: Arc<Shared>,
+}
+
+impl CircuitBreaker {
+    /// A breaker with the default configuration and Tokio's clock.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::from_parts(name.into(), CircuitBreakerConfig::default(), Clock::tokio())
+    }
+
+    /// A breaker with `config`, which is validated first.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field that breaks its rule.
+    pub fn with_config(
+        name: impl Into<Arc<str>>,
+        config: CircuitBreakerConfig,
+    ) -> Result<Self, ConfigError> {
+        Self::builder(name).config(config).build()
+    }
+
+    /// Starts a [`Builder`], to set the configuration and the clock.
+    pub fn builder(name: impl Into<Arc<str>>) -> Builder {
+        Builder {
+            name: name.into(),
+            config: CircuitBreakerConfig::default(),
+            clock: None,
+        }
+    }
+
+    fn from_parts(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(name, config, clock)),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.shared.config
+    }
+
+    /// The state now. A break that has ended reads as half-open, a probe that has overrun its
+    /// timeout as open: time-driven transitions are applied here if no call applied them yet.
+    pub fn state(&self) -> CircuitState {
+        self.shared.state()
+    }
+
+    /// Whether the breaker is neither open, half-open nor isolated.
+    pub fn is_healthy(&self) -> bool {
+        !self.state().is_failure_state()
+    }
+
+    /// Asks to make one call. In the closed state this is one atomic load (and, for one call in
+    /// `latency_sample_every`, a clock read).
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] when the circuit is open or isolated, or half-open with every probe slot
+    /// taken.
+    pub fn try_acquire(&self) -> Result<Permit<&Self>, Rejection> {
+        self.shared.admit().map(|ticket| Permit::new(self, ticket))
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a handle to the breaker
+    /// (for moving into a spawned task).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit, Rejection> {
+        self.shared
+            .admit()
+            .map(|ticket| Permit::new(self.clone(), ticket))
+    }
+
+    /// Runs `operation` through the breaker: `Err` is a failure, `Ok` a success.
+    ///
+    /// If the returned future is dropped while the operation runs, the call counts as cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`CircuitBreakerError::Open`] or [`CircuitBreakerError::HalfOpenFull`] when the call is
+    /// rejected (the operation is not run), [`CircuitBreakerError::OperationFailed`] with the
+    /// operation's error.
+    pub async fn call<F, Fut, T, E>(&self, operation: F) -> Result<T, CircuitBreakerError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_with(&ErrorIsFailure, operation).await
+    }
+
+    /// Runs `operation` through the breaker, with `classifier` deciding how its result counts (an
+    /// `Ok` that is a failure, an `Err` that is ignored). The result is returned as it was.
+    ///
+    /// ```
+    /// use tower_circuit_breaker::{CircuitBreaker, Outcome};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let breaker = CircuitBreaker::new("search");
+    /// let status_is_health = |result: &Result<u16, std::io::Error>| match result {
+    ///     Ok(status) if *status >= 500 => Outcome::Failure,
+    ///     Ok(_) => Outcome::Success,
+    ///     Err(_) => Outcome::Failure,
+    /// };
+    /// let status = breaker.call_with(&status_is_health, || async { Ok(503) }).await.unwrap();
+    /// assert_eq!(status, 503);
+    /// assert_eq!(breaker.metrics().failed_calls, 1);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_with<C, F, Fut, T, E>(
+        &self,
+        classifier: &C,
+        operation: F,
+    ) -> Result<T, CircuitBreakerError<E>>
+    where
+        C: Classify<T, E> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let permit = self.try_acquire()?;
+        let result = operation().await;
+        permit.record(classifier.classify(&result));
+        result.map_err(CircuitBreakerError::OperationFailed)
+    }
+
+    /// Waits until the breaker would admit a call: it is closed or disabled, or half-open with a
+    /// free probe slot, or open with its break over. A queue consumer awaits this instead of
+    /// polling a rejecting breaker.
+    ///
+    /// It reserves nothing: another caller may take the slot first, so the next call can still be
+    /// rejected. With [`Clock::tokio`] it needs a Tokio runtime with time enabled.
+    pub async fn ready(&self) {
+        loop {
+            let mut changed = pin!(self.shared.changed.notified());
+            changed.as_mut().enable();
+            let deadline = match self.shared.outlook() {
+                Outlook::Admits => return,
+                Outlook::WaitUntil(deadline) => deadline,
+            };
+            let clock = &self.shared.clock;
+            let mut sleep = pin!(async move {
+                match deadline {
+                    Some(deadline) => clock.sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            });
+            poll_fn(|cx| {
+                if changed.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
+
+    /// A snapshot of the breaker's state and counters.
+    pub fn metrics(&self) -> CircuitMetrics {
+        self.shared.metrics()
+    }
+
+    /// Every transition from now on. A receiver more than 64 transitions behind skips ahead (see
+    /// [`broadcast::Receiver::recv`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.shared.subscribe()
+    }
+
+    /// Closes the circuit and clears the counts the rules use (consecutive failures, probes),
+    /// whatever the state, manual overrides included. Lifetime counters are kept.
+    pub fn reset(&self) {
+        self.shared
+            .force(CircuitState::Closed, TransitionReason::Reset);
+    }
+
+    /// Forces the circuit open until [`automatic`](Self::automatic) or [`reset`](Self::reset).
+    pub fn isolate(&self) {
+        self.shared
+            .force(CircuitState::Isolated, TransitionReason::Isolated);
+    }
+
+    /// Admits every call, still measuring, until [`automatic`](Self::automatic) or
+    /// [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.shared
+            .force(CircuitState::Disabled, TransitionReason::Disabled);
+    }
+
+    /// Ends a manual override ([`isolate`](Self::isolate), [`disable`](Self::disable)) with the
+    /// circuit closed; does nothing otherwise.
+    pub fn automatic(&self) {
+        self.shared.automatic();
+    }
+
+    /// Bytes of memory this breaker takes (its state, counters and probe slots).
+    pub fn size_in_bytes(&self) -> usize {
+        self.shared.size_in_bytes()
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`CircuitBreaker`]; made by [`CircuitBreaker::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct Builder {
+    name: Arc<str>,
+    config: CircuitBreakerConfig,
+    clock: Option<Clock>,
+}
+
+impl Builder {
+    /// Uses `config` (default: [`CircuitBreakerConfig::default`]).
+    pub fn config(mut self, config: CircuitBreakerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reads time from `clock` (default: [`Clock::tokio`]).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = Some(clock.into());
+        self
+    }
+
+    /// Validates the configuration and builds the breaker.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field that breaks its rule.
+    pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+        self.config.validate()?;
+        Ok(CircuitBreaker::from_parts(
+            self.name,
+            self.config,
+            self.clock.unwrap_or_default(),
+        ))
+    }
+}

@@ -1,0 +1,70 @@
+//! What a finished call means to the breaker.
+//!
+//! A call ends in an [`Outcome`]: a success, a failure, a timeout (a failure that is also counted
+//! as a timeout), or ignored (counted, but it neither opens nor closes the circuit). A [`Classify`]
+//! turns a call's `Result` into an outcome; any `Fn(&Result<T, E>) -> Outcome` is one.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_circuit_breaker::{Classify, ErrorIsFailure, Outcome};
+//!
+//! // 404s are the caller's problem, not the server's: ignore them.
+//! let classifier = |result: &Result<u16, std::io::Error>| match result {
+//!     Ok(404) => Outcome::Ignored,
+//!     Ok(status) if *status >= 500 => Outcome::Failure,
+//!     Ok(_) => Outcome::Success,
+//!     Err(_) => Outcome::Failure,
+//! };
+//! assert_eq!(classifier.classify(&Ok(503)), Outcome::Failure);
+//! assert_eq!(classifier.classify(&Ok(404)), Outcome::Ignored);
+//! assert_eq!(ErrorIsFailure.classify(&Ok::<_, ()>(503)), Outcome::Success);
+//! ```
+
+/// How a finished call counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The service worked.
+    Success,
+    /// The service failed.
+    Failure,
+    /// The call took too long: a failure, also counted as a timeout.
+    Timeout,
+    /// Neither: counted in the totals, but it moves no state (a client error, a cancelled request).
+    Ignored,
+}
+
+impl Outcome {
+    /// Whether the outcome counts against the service (`Failure` or `Timeout`).
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::Failure | Self::Timeout)
+    }
+}
+
+/// Maps the result of a call to an [`Outcome`].
+pub trait Classify<T, E> {
+    /// Classifies one finished call.
+    fn classify(&self, result: &Result<T, E>) -> Outcome;
+}
+
+impl<T, E, F> Classify<T, E> for F
+where
+    F: Fn(&Result<T, E>) -> Outcome,
+{
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// The default classifier: `Ok` is a success, `Err` is a failure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorIsFailure;
+
+impl<T, E> Classify<T, E> for ErrorIsFailure {
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
