@@ -75,10 +75,12 @@ pub enum TransitionReason {
 impl fmt::Display for TransitionReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::ConsecutiveFailures { failures: 1 } => f.write_str("1 failure"),
             Self::ConsecutiveFailures { failures } => write!(f, "{failures} consecutive failures"),
             Self::BreakElapsed { break_duration } => {
                 write!(f, "break of {break_duration:?} elapsed")
             }
+            Self::ProbesSucceeded { successes: 1 } => f.write_str("1 successful probe"),
             Self::ProbesSucceeded { successes } => write!(f, "{successes} successful probes"),
             Self::ProbeFailed => f.write_str("probe failed"),
             Self::ProbeTimedOut { timeout } => write!(f, "probe did not finish within {timeout:?}"),

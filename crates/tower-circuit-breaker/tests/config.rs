@@ -1,0 +1,127 @@
+//! Configuration: the REQ-009 defaults, serde with `"30s"` durations, and validation that names the
+//! field and the rule.
+
+use std::time::Duration;
+
+use tower_circuit_breaker::{CancelledCalls, CircuitBreaker, CircuitBreakerConfig};
+
+#[test]
+fn defaults_follow_req_009() {
+    let config = CircuitBreakerConfig::default();
+    assert_eq!(config.failure_threshold, 5);
+    assert_eq!(config.break_duration, Duration::from_secs(30));
+    assert_eq!(config.success_threshold, 3);
+    assert_eq!(config.half_open_max_calls, 5);
+    assert_eq!(config.cancelled_calls, CancelledCalls::Ignored);
+    config.validate().unwrap();
+}
+
+#[test]
+fn deserializes_from_json_with_human_durations_and_defaults_for_the_rest() {
+    let config: CircuitBreakerConfig = serde_json::from_str(
+        r#"{ "failure_threshold": 3, "break_duration": "1m 30s", "half_open_timeout": "250ms",
+             "cancelled_calls": "failure" }"#,
+    )
+    .unwrap();
+    assert_eq!(config.failure_threshold, 3);
+    assert_eq!(config.break_duration, Duration::from_secs(90));
+    assert_eq!(config.half_open_timeout, Duration::from_millis(250));
+    assert_eq!(config.cancelled_calls, CancelledCalls::Failure);
+    assert_eq!(config.success_threshold, 3);
+}
+
+#[test]
+fn deserializes_from_toml() {
+    let config: CircuitBreakerConfig = toml::from_str(
+        r#"
+        failure_threshold = 3
+        break_duration = "15s"
+        success_threshold = 2
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        config,
+        CircuitBreakerConfig::default()
+            .failure_threshold(3)
+            .break_duration(Duration::from_secs(15))
+            .success_threshold(2)
+    );
+}
+
+#[test]
+fn round_trips_through_serde() {
+    let config = CircuitBreakerConfig::default()
+        .half_open_max_calls(2)
+        .break_duration(Duration::from_millis(1500));
+    let json = serde_json::to_string(&config).unwrap();
+    assert!(json.contains(r#""break_duration":"1s 500ms""#), "{json}");
+    assert_eq!(serde_json::from_str::<CircuitBreakerConfig>(&json).unwrap(), config);
+}
+
+#[test]
+fn unknown_fields_are_refused_by_name() {
+    let err = serde_json::from_str::<CircuitBreakerConfig>(r#"{ "failure_treshold": 3 }"#).unwrap_err();
+    assert!(err.to_string().contains("failure_treshold"), "{err}");
+}
+
+#[test]
+fn a_malformed_duration_is_refused() {
+    let err = serde_json::from_str::<CircuitBreakerConfig>(r#"{ "break_duration": "soon" }"#).unwrap_err();
+    assert!(err.to_string().contains("soon") || err.to_string().contains("duration"), "{err}");
+}
+
+#[test]
+fn each_rule_names_its_field() {
+    let cases = [
+        (CircuitBreakerConfig::default().failure_threshold(0), "failure_threshold: must be at least 1, got 0"),
+        (
+            CircuitBreakerConfig::default().failure_threshold(1 << 24),
+            "failure_threshold: must be at most 16777215, got 16777216",
+        ),
+        (CircuitBreakerConfig::default().break_duration(Duration::ZERO), "break_duration: must be greater than 0s, got 0s"),
+        (CircuitBreakerConfig::default().success_threshold(0), "success_threshold: must be at least 1, got 0"),
+        (CircuitBreakerConfig::default().half_open_max_calls(0), "half_open_max_calls: must be at least 1, got 0"),
+        (
+            CircuitBreakerConfig::default().half_open_max_calls(10_001),
+            "half_open_max_calls: must be at most 10000, got 10001",
+        ),
+        (
+            CircuitBreakerConfig::default().half_open_timeout(Duration::ZERO),
+            "half_open_timeout: must be greater than 0s, got 0s",
+        ),
+        (CircuitBreakerConfig::default().latency_sample_every(0), "latency_sample_every: must be at least 1, got 0"),
+    ];
+    for (config, message) in cases {
+        let err = CircuitBreaker::with_config("x", config).unwrap_err();
+        assert_eq!(err.to_string(), message);
+        assert_eq!(err.field(), message.split(':').next().unwrap());
+    }
+}
+
+#[test]
+fn a_nested_error_carries_the_full_path() {
+    let err = CircuitBreakerConfig::default()
+        .success_threshold(0)
+        .validate()
+        .unwrap_err()
+        .within("breakers.pgmq");
+    assert_eq!(err.field(), "breakers.pgmq.success_threshold");
+    assert_eq!(err.rule(), "must be at least 1, got 0");
+    assert_eq!(err.to_string(), "breakers.pgmq.success_threshold: must be at least 1, got 0");
+}
+
+#[test]
+fn huge_durations_saturate_instead_of_overflowing() {
+    let breaker = CircuitBreaker::with_config(
+        "x",
+        CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .break_duration(Duration::MAX)
+            .half_open_timeout(Duration::MAX),
+    )
+    .unwrap();
+    breaker.try_acquire().unwrap().failure();
+    let rejection = breaker.try_acquire().unwrap_err();
+    assert!(rejection.retry_after().unwrap() > Duration::from_secs(100 * 365 * 86_400));
+}
