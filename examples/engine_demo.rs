@@ -79,7 +79,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = breaker.metrics();
     println!();
     println!("calls made by the caller: {ok} ok, {failed} failed, {rejected} rejected without reaching the upstream");
-    println!("requests the upstream saw: {}", upstream.requests.load(Ordering::Relaxed));
+    println!(
+        "requests the upstream saw: {}",
+        upstream.requests.load(Ordering::Relaxed)
+    );
     println!(
         "breaker `{}`: {} | calls {} (ok {}, failed {}) | rejected {} | opened {} times | latency min {:?} avg {:?} max {:?}",
         metrics.name,

@@ -4,7 +4,7 @@
 //! drive time instead of sleeping. Two clocks exist:
 //!
 //! - [`Clock::tokio`] (the default) reads [`tokio::time::Instant::now`]. In production that is the
-//!   monotonic clock; in a test that calls [`tokio::time::pause`] it is Tokio's virtual clock, so
+//!   monotonic clock; in a test that calls `tokio::time::pause` it is Tokio's virtual clock, so
 //!   `tokio::time::advance` moves every breaker's time along with the test's timers.
 //! - [`Clock::manual`] reads a [`ManualClock`] that moves only when told to. It needs no runtime,
 //!   which suits model tests, loom and synchronous code.

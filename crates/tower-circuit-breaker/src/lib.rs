@@ -54,7 +54,12 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod breaker;
+// The README's example is compiled and run with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
+pub mod breaker;
 pub mod classify;
 pub mod clock;
 pub mod config;

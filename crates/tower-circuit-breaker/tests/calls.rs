@@ -40,7 +40,10 @@ async fn call_does_not_run_the_operation_while_open() {
         .await;
     assert!(!ran);
     assert!(matches!(result, Err(CircuitBreakerError::Open(_))));
-    assert_eq!(result.unwrap_err().to_string(), format!("circuit open: breaker `queue`, next probe in {BREAK:?}"));
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        format!("circuit open: breaker `queue`, next probe in {BREAK:?}")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -67,9 +70,17 @@ async fn call_with_lets_an_ok_fail_and_an_err_be_ignored() {
         Err(message) if *message == "not found" => Outcome::Ignored,
         Err(_) => Outcome::Failure,
     };
-    assert_eq!(breaker.call_with(&http, || async { Ok(503) }).await, Ok(503));
-    let ignored = breaker.call_with(&http, || async { Err("not found") }).await;
-    assert!(matches!(ignored, Err(CircuitBreakerError::OperationFailed("not found"))));
+    assert_eq!(
+        breaker.call_with(&http, || async { Ok(503) }).await,
+        Ok(503)
+    );
+    let ignored = breaker
+        .call_with(&http, || async { Err("not found") })
+        .await;
+    assert!(matches!(
+        ignored,
+        Err(CircuitBreakerError::OperationFailed("not found"))
+    ));
     assert_eq!(breaker.metrics().consecutive_failures, 1);
     assert_eq!(breaker.metrics().ignored_calls, 1);
     let _ = breaker.call_with(&http, || async { Ok(500) }).await;
@@ -88,7 +99,7 @@ async fn a_timeout_outcome_is_a_failure_and_a_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_counts_as_cancelled_not_as_a_failure_by_default() {
     let breaker = breaker(CircuitBreakerConfig::default().failure_threshold(1));
-    let hung = breaker.call(|| std::future::pending::<Result<(), ()>>());
+    let hung = breaker.call(std::future::pending::<Result<(), ()>>);
     let outcome = tokio::time::timeout(Duration::from_secs(1), hung).await;
     assert!(outcome.is_err(), "the outer timeout dropped the call");
     let metrics = breaker.metrics();
@@ -121,7 +132,7 @@ async fn a_dropped_probe_frees_its_slot() {
     );
     breaker.try_acquire().unwrap().failure();
     tokio::time::advance(BREAK).await;
-    let probe = breaker.call(|| std::future::pending::<Result<(), ()>>());
+    let probe = breaker.call(std::future::pending::<Result<(), ()>>);
     let _ = tokio::time::timeout(Duration::from_millis(10), probe).await;
     assert_eq!(breaker.metrics().half_open_in_flight, 0);
     assert!(breaker.try_acquire().unwrap().is_probe());
@@ -155,7 +166,11 @@ async fn ready_returns_at_once_while_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn ready_waits_out_the_break_then_resolves() {
-    let breaker = breaker(CircuitBreakerConfig::default().failure_threshold(1).break_duration(BREAK));
+    let breaker = breaker(
+        CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .break_duration(BREAK),
+    );
     breaker.try_acquire().unwrap().failure();
     let start = tokio::time::Instant::now();
     breaker.ready().await;
@@ -165,7 +180,11 @@ async fn ready_waits_out_the_break_then_resolves() {
 
 #[tokio::test(start_paused = true)]
 async fn ready_wakes_when_a_reset_closes_the_circuit() {
-    let breaker = breaker(CircuitBreakerConfig::default().failure_threshold(1).break_duration(BREAK));
+    let breaker = breaker(
+        CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .break_duration(BREAK),
+    );
     breaker.try_acquire().unwrap().failure();
     let waiter = tokio::spawn({
         let breaker = breaker.clone();
@@ -211,7 +230,9 @@ async fn ready_stays_pending_while_isolated() {
     breaker.isolate();
     let waited = tokio::time::timeout(Duration::from_secs(3600), breaker.ready()).await;
     assert!(waited.is_err());
-    assert!(matches!(breaker.try_acquire(), Err(Rejection::Open(open)) if open.retry_after().is_none()));
+    assert!(
+        matches!(breaker.try_acquire(), Err(Rejection::Open(open)) if open.retry_after().is_none())
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -230,12 +251,25 @@ async fn a_queue_consumer_pauses_on_ready_and_loses_no_message() {
         breaker.ready().await;
         attempts += 1;
         let down = (4..=6).contains(&attempts);
-        match breaker.call(|| async move { if down { Err("down") } else { Ok(message) } }).await {
+        match breaker
+            .call(|| async move {
+                if down {
+                    Err("down")
+                } else {
+                    Ok(message)
+                }
+            })
+            .await
+        {
             Ok(done) => processed.push(done),
             Err(_) => messages.push_front(message),
         }
     }
     assert_eq!(processed, (0..10).collect::<Vec<_>>());
-    assert_eq!(breaker.metrics().rejected_open, 0, "the consumer never hit the open circuit");
+    assert_eq!(
+        breaker.metrics().rejected_open,
+        0,
+        "the consumer never hit the open circuit"
+    );
     assert_eq!(breaker.metrics().transitions.to_open, 1);
 }

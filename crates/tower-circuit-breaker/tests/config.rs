@@ -56,32 +56,52 @@ fn round_trips_through_serde() {
         .break_duration(Duration::from_millis(1500));
     let json = serde_json::to_string(&config).unwrap();
     assert!(json.contains(r#""break_duration":"1s 500ms""#), "{json}");
-    assert_eq!(serde_json::from_str::<CircuitBreakerConfig>(&json).unwrap(), config);
+    assert_eq!(
+        serde_json::from_str::<CircuitBreakerConfig>(&json).unwrap(),
+        config
+    );
 }
 
 #[test]
 fn unknown_fields_are_refused_by_name() {
-    let err = serde_json::from_str::<CircuitBreakerConfig>(r#"{ "failure_treshold": 3 }"#).unwrap_err();
+    let err =
+        serde_json::from_str::<CircuitBreakerConfig>(r#"{ "failure_treshold": 3 }"#).unwrap_err();
     assert!(err.to_string().contains("failure_treshold"), "{err}");
 }
 
 #[test]
 fn a_malformed_duration_is_refused() {
-    let err = serde_json::from_str::<CircuitBreakerConfig>(r#"{ "break_duration": "soon" }"#).unwrap_err();
-    assert!(err.to_string().contains("soon") || err.to_string().contains("duration"), "{err}");
+    let err = serde_json::from_str::<CircuitBreakerConfig>(r#"{ "break_duration": "soon" }"#)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("soon") || err.to_string().contains("duration"),
+        "{err}"
+    );
 }
 
 #[test]
 fn each_rule_names_its_field() {
     let cases = [
-        (CircuitBreakerConfig::default().failure_threshold(0), "failure_threshold: must be at least 1, got 0"),
+        (
+            CircuitBreakerConfig::default().failure_threshold(0),
+            "failure_threshold: must be at least 1, got 0",
+        ),
         (
             CircuitBreakerConfig::default().failure_threshold(1 << 24),
             "failure_threshold: must be at most 16777215, got 16777216",
         ),
-        (CircuitBreakerConfig::default().break_duration(Duration::ZERO), "break_duration: must be greater than 0s, got 0s"),
-        (CircuitBreakerConfig::default().success_threshold(0), "success_threshold: must be at least 1, got 0"),
-        (CircuitBreakerConfig::default().half_open_max_calls(0), "half_open_max_calls: must be at least 1, got 0"),
+        (
+            CircuitBreakerConfig::default().break_duration(Duration::ZERO),
+            "break_duration: must be greater than 0s, got 0s",
+        ),
+        (
+            CircuitBreakerConfig::default().success_threshold(0),
+            "success_threshold: must be at least 1, got 0",
+        ),
+        (
+            CircuitBreakerConfig::default().half_open_max_calls(0),
+            "half_open_max_calls: must be at least 1, got 0",
+        ),
         (
             CircuitBreakerConfig::default().half_open_max_calls(10_001),
             "half_open_max_calls: must be at most 10000, got 10001",
@@ -90,7 +110,10 @@ fn each_rule_names_its_field() {
             CircuitBreakerConfig::default().half_open_timeout(Duration::ZERO),
             "half_open_timeout: must be greater than 0s, got 0s",
         ),
-        (CircuitBreakerConfig::default().latency_sample_every(0), "latency_sample_every: must be at least 1, got 0"),
+        (
+            CircuitBreakerConfig::default().latency_sample_every(0),
+            "latency_sample_every: must be at least 1, got 0",
+        ),
     ];
     for (config, message) in cases {
         let err = CircuitBreaker::with_config("x", config).unwrap_err();
@@ -108,7 +131,10 @@ fn a_nested_error_carries_the_full_path() {
         .within("breakers.pgmq");
     assert_eq!(err.field(), "breakers.pgmq.success_threshold");
     assert_eq!(err.rule(), "must be at least 1, got 0");
-    assert_eq!(err.to_string(), "breakers.pgmq.success_threshold: must be at least 1, got 0");
+    assert_eq!(
+        err.to_string(),
+        "breakers.pgmq.success_threshold: must be at least 1, got 0"
+    );
 }
 
 #[test]

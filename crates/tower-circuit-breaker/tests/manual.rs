@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Rejection, TransitionReason};
+use tower_circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitState, Rejection, TransitionReason,
+};
 
 fn breaker() -> CircuitBreaker {
     CircuitBreaker::with_config(
@@ -23,7 +25,11 @@ async fn isolate_rejects_everything_until_automatic() {
     let Err(Rejection::Open(open)) = breaker.try_acquire() else {
         panic!("isolated must reject");
     };
-    assert_eq!(open.retry_after(), None, "nobody knows when an operator lifts it");
+    assert_eq!(
+        open.retry_after(),
+        None,
+        "nobody knows when an operator lifts it"
+    );
     assert!(open.to_string().contains("isolated"));
 
     breaker.automatic();
@@ -45,7 +51,11 @@ async fn disable_admits_everything_and_still_measures() {
     assert!(breaker.is_healthy());
 
     breaker.automatic();
-    assert_eq!(breaker.metrics().consecutive_failures, 0, "leaving the override starts afresh");
+    assert_eq!(
+        breaker.metrics().consecutive_failures,
+        0,
+        "leaving the override starts afresh"
+    );
     breaker.try_acquire().unwrap().failure();
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
@@ -73,8 +83,15 @@ async fn reset_of_a_closed_breaker_clears_its_count_silently() {
     breaker.reset();
     assert_eq!(breaker.metrics().consecutive_failures, 0);
     breaker.try_acquire().unwrap().failure();
-    assert_eq!(breaker.state(), CircuitState::Closed, "the first failure was forgotten");
-    assert!(events.try_recv().is_err(), "closed to closed is not a transition");
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Closed,
+        "the first failure was forgotten"
+    );
+    assert!(
+        events.try_recv().is_err(),
+        "closed to closed is not a transition"
+    );
     assert_eq!(breaker.metrics().transitions.to_closed, 0);
 }
 

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Clock, ManualClock};
+use tower_circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitState, Clock, ManualClock,
+};
 
 fn manual_breaker(config: CircuitBreakerConfig) -> (CircuitBreaker, ManualClock) {
     let time = ManualClock::new();
@@ -182,5 +184,8 @@ fn each_transition_is_a_tracing_event_with_the_name_and_the_reason() {
     assert!(lines[0].contains("breaker=orders"), "{logs}");
     assert!(lines[0].contains("reason=5 consecutive failures"), "{logs}");
     assert!(lines[0].contains("to=open"), "{logs}");
-    assert!(lines[1].contains("INFO") && lines[1].contains("reason=manual reset"), "{logs}");
+    assert!(
+        lines[1].contains("INFO") && lines[1].contains("reason=manual reset"),
+        "{logs}"
+    );
 }

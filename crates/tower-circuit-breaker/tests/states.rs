@@ -56,7 +56,11 @@ async fn ignored_outcomes_neither_trip_nor_reset_the_count() {
 
 #[tokio::test(start_paused = true)]
 async fn open_rejects_with_the_time_left_until_the_next_probe() {
-    let breaker = breaker(CircuitBreakerConfig::default().failure_threshold(1).break_duration(BREAK));
+    let breaker = breaker(
+        CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .break_duration(BREAK),
+    );
     fail(&breaker, 1);
     tokio::time::advance(Duration::from_secs(12)).await;
 
@@ -65,13 +69,20 @@ async fn open_rejects_with_the_time_left_until_the_next_probe() {
     };
     assert_eq!(open.retry_after(), Some(Duration::from_secs(18)));
     assert_eq!(open.breaker(), "upstream");
-    assert_eq!(breaker.metrics().next_probe_in, Some(Duration::from_secs(18)));
+    assert_eq!(
+        breaker.metrics().next_probe_in,
+        Some(Duration::from_secs(18))
+    );
     assert_eq!(breaker.metrics().rejected_open, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_break_ends_in_half_open_and_the_next_call_is_a_probe() {
-    let breaker = breaker(CircuitBreakerConfig::default().failure_threshold(1).break_duration(BREAK));
+    let breaker = breaker(
+        CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .break_duration(BREAK),
+    );
     fail(&breaker, 1);
     tokio::time::advance(BREAK - Duration::from_millis(1)).await;
     assert_eq!(breaker.state(), CircuitState::Open);
@@ -141,7 +152,10 @@ async fn reopens_on_first_failure_in_half_open_for_a_full_break() {
     breaker.try_acquire().unwrap().failure();
 
     assert_eq!(breaker.state(), CircuitState::Open);
-    assert_eq!(breaker.try_acquire().unwrap_err().retry_after(), Some(BREAK));
+    assert_eq!(
+        breaker.try_acquire().unwrap_err().retry_after(),
+        Some(BREAK)
+    );
     assert_eq!(breaker.metrics().transitions.to_open, 2);
 }
 
@@ -157,7 +171,10 @@ async fn a_probe_that_never_finishes_counts_as_a_timeout_and_reopens() {
     fail(&breaker, 1);
     tokio::time::advance(BREAK).await;
     let hung = breaker.try_acquire().unwrap();
-    assert!(matches!(breaker.try_acquire(), Err(Rejection::HalfOpenFull(_))));
+    assert!(matches!(
+        breaker.try_acquire(),
+        Err(Rejection::HalfOpenFull(_))
+    ));
 
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(breaker.state(), CircuitState::Open);
@@ -204,7 +221,11 @@ async fn a_slow_failure_from_before_a_reset_does_not_reopen() {
     slow.failure();
     assert_eq!(breaker.state(), CircuitState::Closed);
     assert_eq!(breaker.metrics().consecutive_failures, 0);
-    assert_eq!(breaker.metrics().failed_calls, 1, "it still counts in the totals");
+    assert_eq!(
+        breaker.metrics().failed_calls,
+        1,
+        "it still counts in the totals"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,7 +243,11 @@ async fn a_call_admitted_while_closed_is_not_taken_for_a_probe_result() {
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
 
     admitted_while_closed.success();
-    assert_eq!(breaker.state(), CircuitState::HalfOpen, "only a probe can close it");
+    assert_eq!(
+        breaker.state(),
+        CircuitState::HalfOpen,
+        "only a probe can close it"
+    );
     breaker.try_acquire().unwrap().success();
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
@@ -235,7 +260,9 @@ async fn failures_from_an_older_closed_generation_do_not_trip_the_new_one() {
             .success_threshold(1)
             .break_duration(BREAK),
     );
-    let old: Vec<_> = (0..5).map(|_| breaker.try_acquire_owned().unwrap()).collect();
+    let old: Vec<_> = (0..5)
+        .map(|_| breaker.try_acquire_owned().unwrap())
+        .collect();
     fail(&breaker, 2);
     tokio::time::advance(BREAK).await;
     breaker.try_acquire().unwrap().success();
@@ -265,7 +292,10 @@ async fn every_transition_bumps_the_generation() {
     probe.success();
     assert_eq!(breaker.metrics().generation, 3);
     let counts = breaker.metrics().transitions;
-    assert_eq!((counts.to_open, counts.to_half_open, counts.to_closed), (1, 1, 1));
+    assert_eq!(
+        (counts.to_open, counts.to_half_open, counts.to_closed),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -282,14 +312,25 @@ async fn subscribers_see_each_transition_with_its_reason() {
     breaker.try_acquire().unwrap().success();
 
     let opened = events.recv().await.unwrap();
-    assert_eq!((opened.from, opened.to), (CircuitState::Closed, CircuitState::Open));
-    assert_eq!(opened.reason, TransitionReason::ConsecutiveFailures { failures: 5 });
+    assert_eq!(
+        (opened.from, opened.to),
+        (CircuitState::Closed, CircuitState::Open)
+    );
+    assert_eq!(
+        opened.reason,
+        TransitionReason::ConsecutiveFailures { failures: 5 }
+    );
     assert_eq!(opened.reason.to_string(), "5 consecutive failures");
     assert_eq!(&*opened.breaker, "upstream");
 
     let half_open = events.recv().await.unwrap();
     assert_eq!(half_open.to, CircuitState::HalfOpen);
-    assert_eq!(half_open.reason, TransitionReason::BreakElapsed { break_duration: BREAK });
+    assert_eq!(
+        half_open.reason,
+        TransitionReason::BreakElapsed {
+            break_duration: BREAK
+        }
+    );
 
     let closed = events.recv().await.unwrap();
     assert_eq!(closed.to, CircuitState::Closed);
