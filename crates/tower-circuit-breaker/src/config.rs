@@ -39,7 +39,7 @@ pub const MAX_FAILURE_THRESHOLD: u32 = (1 << 24) - 1;
 pub const MAX_HALF_OPEN_CALLS: u32 = 10_000;
 
 /// How a breaker behaves. See the [module docs](self) for an example.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CircuitBreakerConfig {
@@ -62,6 +62,243 @@ pub struct CircuitBreakerConfig {
     /// the clock costs more than the rest of a closed-state call, so the default samples one call
     /// in 16; rules that need every call's duration time every call whatever this says.
     pub latency_sample_every: u32,
+    /// Open when the failure rate over a sliding window reaches a threshold. Default: off.
+    pub failure_rate: Option<FailureRateRule>,
+    /// Open when the rate of slow calls over the sliding window reaches a threshold. Default: off.
+    pub slow_call: Option<SlowCallRule>,
+    /// Make each break longer than the last while the service keeps failing its probes. Default:
+    /// off (every break lasts `break_duration`).
+    pub break_backoff: Option<BreakBackoff>,
+    /// The least time the circuit stays closed before a trip rule may open it again, so a
+    /// flapping service does not make it oscillate. Outcomes still count meanwhile; the first
+    /// failure after the interval opens it if a rule still holds. Default 0 s (off).
+    #[serde(with = "humantime_serde")]
+    pub min_transition_interval: Duration,
+}
+
+/// Open when failures reach `threshold` of the calls in a sliding window.
+///
+/// In a file: `failure_rate: { threshold: 0.5, window: { calls: 100 }, minimum_throughput: 20 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FailureRateRule {
+    /// Failed / judged calls in the window that opens the circuit, in (0, 1]. Default 0.5.
+    pub threshold: f64,
+    /// The window the rate is taken over. Default: the last 100 calls.
+    pub window: SlidingWindow,
+    /// Calls the window must hold before the rate is judged. Default 20.
+    pub minimum_throughput: u32,
+}
+
+impl Default for FailureRateRule {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            window: SlidingWindow::Calls(100),
+            minimum_throughput: 20,
+        }
+    }
+}
+
+impl FailureRateRule {
+    /// A rule opening at `threshold` over the default window (the last 100 calls, judged from 20).
+    pub fn new(threshold: f64) -> Self {
+        Self {
+            threshold,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the window.
+    #[must_use]
+    pub fn window(mut self, window: SlidingWindow) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Sets the calls needed before the rate is judged.
+    #[must_use]
+    pub fn minimum_throughput(mut self, calls: u32) -> Self {
+        self.minimum_throughput = calls;
+        self
+    }
+}
+
+/// Open when slow calls (lasting at least `duration`) reach `threshold` of the calls in the
+/// window. A slow success is still a success for the failure rate.
+///
+/// In a file: `slow_call: { duration: "2s", threshold: 0.8 }`. The rule shares the failure-rate
+/// rule's window and minimum throughput; on its own it takes `window` and `minimum_throughput`
+/// here (default: the last 100 calls, judged from 20).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SlowCallRule {
+    /// A call lasting this long or longer is slow.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Slow / judged calls in the window that opens the circuit, in (0, 1].
+    pub threshold: f64,
+    /// The window, when there is no failure-rate rule to share one with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<SlidingWindow>,
+    /// Calls the window must hold before the rate is judged, when there is no failure-rate rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_throughput: Option<u32>,
+}
+
+impl SlowCallRule {
+    /// Calls lasting `duration` or more are slow; `threshold` of them open the circuit.
+    pub fn new(duration: Duration, threshold: f64) -> Self {
+        Self {
+            duration,
+            threshold,
+            window: None,
+            minimum_throughput: None,
+        }
+    }
+
+    /// Sets the window (only when there is no failure-rate rule, whose window this rule shares).
+    #[must_use]
+    pub fn window(mut self, window: SlidingWindow) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// Sets the calls needed before the rate is judged (only without a failure-rate rule).
+    #[must_use]
+    pub fn minimum_throughput(mut self, calls: u32) -> Self {
+        self.minimum_throughput = Some(calls);
+        self
+    }
+}
+
+/// The calls a rate is taken over.
+///
+/// In a file: `{ calls: 100 }` for the last 100 calls, or `{ duration: "60s", buckets: 10 }` for
+/// the last minute in ten 6-second buckets (`buckets` defaults to 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "WindowFields", into = "WindowFields")]
+pub enum SlidingWindow {
+    /// The last N calls.
+    Calls(u32),
+    /// The calls of the last `duration`, kept in `buckets` buckets that age out whole: the window
+    /// holds between `duration - duration / buckets` and `duration` of calls.
+    Time {
+        /// How far back the window reaches.
+        duration: Duration,
+        /// How many pieces it is kept in.
+        buckets: u32,
+    },
+}
+
+impl SlidingWindow {
+    /// The last `duration`, in `buckets` buckets.
+    pub const fn time(duration: Duration, buckets: u32) -> Self {
+        Self::Time { duration, buckets }
+    }
+}
+
+/// The largest count window.
+pub const MAX_WINDOW_CALLS: u32 = 1_000_000;
+/// The most buckets a time window may have.
+pub const MAX_WINDOW_BUCKETS: u32 = 1_000;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calls: Option<u32>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    duration: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    buckets: Option<u32>,
+}
+
+impl TryFrom<WindowFields> for SlidingWindow {
+    type Error = String;
+
+    fn try_from(fields: WindowFields) -> Result<Self, Self::Error> {
+        match (fields.calls, fields.duration, fields.buckets) {
+            (Some(calls), None, None) => Ok(Self::Calls(calls)),
+            (None, Some(duration), buckets) => Ok(Self::Time {
+                duration,
+                buckets: buckets.unwrap_or(10),
+            }),
+            (Some(_), _, _) => {
+                Err("a window has either `calls` or `duration` (with `buckets`), not both".into())
+            }
+            (None, None, _) => Err("a window needs `calls` or `duration`".into()),
+        }
+    }
+}
+
+impl From<SlidingWindow> for WindowFields {
+    fn from(window: SlidingWindow) -> Self {
+        match window {
+            SlidingWindow::Calls(calls) => Self {
+                calls: Some(calls),
+                duration: None,
+                buckets: None,
+            },
+            SlidingWindow::Time { duration, buckets } => Self {
+                calls: None,
+                duration: Some(duration),
+                buckets: Some(buckets),
+            },
+        }
+    }
+}
+
+/// Exponential break durations: each reopen from half-open multiplies the break, up to a cap;
+/// closing starts again from `break_duration`.
+///
+/// In a file: `break_backoff: { multiplier: 2.0, max_duration: "5m", jitter: 0.1 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BreakBackoff {
+    /// Each reopen multiplies the break by this, at least 1. Default 2.
+    pub multiplier: f64,
+    /// The longest break. Default 5 minutes.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// Each break is moved by up to this fraction of itself, either way, at random, so
+    /// instances that opened together do not probe together. In [0, 1). Default 0.
+    pub jitter: f64,
+}
+
+impl Default for BreakBackoff {
+    fn default() -> Self {
+        Self {
+            multiplier: 2.0,
+            max_duration: Duration::from_secs(300),
+            jitter: 0.0,
+        }
+    }
+}
+
+impl BreakBackoff {
+    /// Breaks grow by `multiplier` up to `max_duration`, without jitter.
+    pub fn new(multiplier: f64, max_duration: Duration) -> Self {
+        Self {
+            multiplier,
+            max_duration,
+            jitter: 0.0,
+        }
+    }
+
+    /// Sets the jitter fraction.
+    #[must_use]
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
 }
 
 /// What a dropped, unfinished call counts as.
@@ -87,6 +324,10 @@ impl Default for CircuitBreakerConfig {
             half_open_timeout: Duration::from_secs(10),
             cancelled_calls: CancelledCalls::Ignored,
             latency_sample_every: 16,
+            failure_rate: None,
+            slow_call: None,
+            break_backoff: None,
+            min_transition_interval: Duration::ZERO,
         }
     }
 }
@@ -139,6 +380,49 @@ impl CircuitBreakerConfig {
     pub fn latency_sample_every(mut self, calls: u32) -> Self {
         self.latency_sample_every = calls;
         self
+    }
+
+    /// Sets [`failure_rate`](Self::failure_rate).
+    #[must_use]
+    pub fn failure_rate(mut self, rule: FailureRateRule) -> Self {
+        self.failure_rate = Some(rule);
+        self
+    }
+
+    /// Sets [`slow_call`](Self::slow_call).
+    #[must_use]
+    pub fn slow_call(mut self, rule: SlowCallRule) -> Self {
+        self.slow_call = Some(rule);
+        self
+    }
+
+    /// Sets [`break_backoff`](Self::break_backoff).
+    #[must_use]
+    pub fn break_backoff(mut self, backoff: BreakBackoff) -> Self {
+        self.break_backoff = Some(backoff);
+        self
+    }
+
+    /// Sets [`min_transition_interval`](Self::min_transition_interval).
+    #[must_use]
+    pub fn min_transition_interval(mut self, interval: Duration) -> Self {
+        self.min_transition_interval = interval;
+        self
+    }
+
+    /// The window the rate rules share and the calls it must hold before they judge, if any rate
+    /// rule is on.
+    pub fn window(&self) -> Option<(SlidingWindow, u32)> {
+        let defaults = FailureRateRule::default();
+        match (&self.failure_rate, &self.slow_call) {
+            (Some(rule), _) => Some((rule.window, rule.minimum_throughput)),
+            (None, Some(rule)) => Some((
+                rule.window.unwrap_or(defaults.window),
+                rule.minimum_throughput
+                    .unwrap_or(defaults.minimum_throughput),
+            )),
+            (None, None) => None,
+        }
     }
 
     /// Checks every field against its rule; the first bad one is returned.

@@ -37,13 +37,35 @@ impl fmt::Display for Transition {
 
 /// Why a breaker changed state. Displays as a short phrase with the figures, such as
 /// `5 consecutive failures`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum TransitionReason {
     /// The consecutive-failure rule fired.
     ConsecutiveFailures {
         /// Failures in a row when it fired.
         failures: u32,
+    },
+    /// The failure-rate rule fired.
+    FailureRate {
+        /// Failed / judged calls in the window.
+        rate: f64,
+        /// The configured threshold.
+        threshold: f64,
+        /// Calls in the window.
+        calls: u64,
+        /// The window's span, for a time window.
+        window: Option<Duration>,
+    },
+    /// The slow-call rule fired.
+    SlowCallRate {
+        /// Slow / judged calls in the window.
+        rate: f64,
+        /// The configured threshold.
+        threshold: f64,
+        /// Calls in the window.
+        calls: u64,
+        /// The window's span, for a time window.
+        window: Option<Duration>,
     },
     /// The break ended: the next call is a probe.
     BreakElapsed {
@@ -77,6 +99,30 @@ impl fmt::Display for TransitionReason {
         match self {
             Self::ConsecutiveFailures { failures: 1 } => f.write_str("1 failure"),
             Self::ConsecutiveFailures { failures } => write!(f, "{failures} consecutive failures"),
+            Self::FailureRate {
+                rate,
+                threshold,
+                calls,
+                window,
+            } => {
+                write!(
+                    f,
+                    "failure rate {rate:.2} >= {threshold} over {calls} calls"
+                )?;
+                window.map_or(Ok(()), |span| write!(f, " in {span:?}"))
+            }
+            Self::SlowCallRate {
+                rate,
+                threshold,
+                calls,
+                window,
+            } => {
+                write!(
+                    f,
+                    "slow-call rate {rate:.2} >= {threshold} over {calls} calls"
+                )?;
+                window.map_or(Ok(()), |span| write!(f, " in {span:?}"))
+            }
             Self::BreakElapsed { break_duration } => {
                 write!(f, "break of {break_duration:?} elapsed")
             }

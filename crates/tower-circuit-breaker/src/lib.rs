@@ -72,8 +72,11 @@ mod sync;
 pub use breaker::{Builder, CircuitBreaker, OwnedPermit, Permit};
 pub use classify::{Classify, ErrorIsFailure, Outcome};
 pub use clock::{Clock, ManualClock};
-pub use config::{CancelledCalls, CircuitBreakerConfig, ConfigError};
+pub use config::{
+    BreakBackoff, CancelledCalls, CircuitBreakerConfig, ConfigError, FailureRateRule,
+    SlidingWindow, SlowCallRule,
+};
 pub use error::{CircuitBreakerError, CircuitOpen, HalfOpenFull, Rejection};
 pub use event::{Transition, TransitionReason};
-pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts};
+pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
 pub use state::CircuitState;

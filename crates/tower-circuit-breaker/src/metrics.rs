@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::CircuitState;
+use crate::{CircuitState, TransitionReason};
 
 /// Upper bounds of the latency histogram's buckets; a last, unbounded bucket follows them.
 pub const LATENCY_BUCKETS: [Duration; 13] = [
@@ -67,6 +67,37 @@ pub struct CircuitMetrics {
     pub latency: LatencyMetrics,
     /// Transitions into each state.
     pub transitions: TransitionCounts,
+    /// Why the breaker last changed state.
+    pub last_transition_reason: Option<TransitionReason>,
+    /// The sliding window of the rate rules, when one is configured.
+    pub window: Option<WindowMetrics>,
+    /// How long the current (or, when not open, the last) break lasts: grows with
+    /// [`break_backoff`](crate::CircuitBreakerConfig::break_backoff).
+    pub break_duration: Duration,
+}
+
+/// What the sliding window holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WindowMetrics {
+    /// Calls in the window (ignored and cancelled calls are not in it).
+    pub calls: u64,
+    /// Failed calls in the window.
+    pub failures: u64,
+    /// Slow calls in the window (0 without a slow-call rule).
+    pub slow_calls: u64,
+}
+
+impl WindowMetrics {
+    /// Failures / calls in the window; 0 when it is empty.
+    pub fn failure_rate(&self) -> f64 {
+        ratio(self.failures, self.calls)
+    }
+
+    /// Slow calls / calls in the window; 0 when it is empty.
+    pub fn slow_call_rate(&self) -> f64 {
+        ratio(self.slow_calls, self.calls)
+    }
 }
 
 impl CircuitMetrics {

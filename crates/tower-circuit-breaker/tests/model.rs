@@ -92,7 +92,7 @@ enum Effect {
 }
 
 /// A transition as announced to subscribers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Announced {
     from: CircuitState,
     to: CircuitState,

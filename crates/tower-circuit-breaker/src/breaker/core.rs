@@ -13,14 +13,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, Notify};
 
 use super::counters::{sample_this_call, Count, Counters};
+use super::window::{CountWindow, TimeWindow, Window, WindowCounts};
 use super::word::{self, CLOSED, DISABLED, HALF_OPEN, ISOLATED, OPEN};
 use crate::clock::{duration_nanos, Clock};
 use crate::config::CancelledCalls;
-use crate::metrics::{CircuitMetrics, TransitionCounts};
+use crate::metrics::{CircuitMetrics, TransitionCounts, WindowMetrics};
 use crate::sync::{lock, AtomicU64, Mutex, Ordering};
 use crate::{
-    CircuitBreakerConfig, CircuitOpen, CircuitState, HalfOpenFull, Outcome, Rejection, Transition,
-    TransitionReason,
+    CircuitBreakerConfig, CircuitOpen, CircuitState, HalfOpenFull, Outcome, Rejection,
+    SlidingWindow, Transition, TransitionReason,
 };
 
 /// How many transitions a slow subscriber may fall behind before it sees `Lagged`.
@@ -82,8 +83,77 @@ pub(crate) struct Shared {
     /// Woken on every transition and whenever a probe slot frees up.
     pub(crate) changed: Notify,
     events: broadcast::Sender<Transition>,
-    break_nanos: u64,
     half_open_timeout_nanos: u64,
+    /// The sliding window of the rate rules, if any.
+    window: Option<Window>,
+    rules: RateRules,
+    /// Whether every closed call is timed (the slow-call rule needs each duration).
+    time_every_call: bool,
+    /// Whether recording a closed call needs the time (a time window does).
+    record_needs_clock: bool,
+}
+
+/// The rate rules, judged on the window after a failure or a slow call.
+#[derive(Debug)]
+struct RateRules {
+    failure_rate: Option<f64>,
+    slow_rate: Option<f64>,
+    slow_nanos: u64,
+    minimum_throughput: u64,
+    /// The window's span, for the reason's wording (time windows only).
+    span: Option<Duration>,
+}
+
+impl RateRules {
+    fn new(config: &CircuitBreakerConfig) -> Self {
+        let (span, minimum_throughput) = match config.window() {
+            Some((SlidingWindow::Time { duration, .. }, minimum)) => (Some(duration), minimum),
+            Some((SlidingWindow::Calls(_), minimum)) => (None, minimum),
+            None => (None, 0),
+        };
+        Self {
+            failure_rate: config.failure_rate.as_ref().map(|rule| rule.threshold),
+            slow_rate: config.slow_call.as_ref().map(|rule| rule.threshold),
+            slow_nanos: config
+                .slow_call
+                .as_ref()
+                .map_or(u64::MAX, |rule| duration_nanos(rule.duration)),
+            minimum_throughput: u64::from(minimum_throughput),
+            span,
+        }
+    }
+
+    /// Which rule fires on these counts, if any: the failure rate first.
+    #[allow(clippy::cast_precision_loss)] // rates of counts far below 2^52
+    fn judge(&self, counts: WindowCounts) -> Option<TransitionReason> {
+        if counts.calls == 0 || counts.calls < self.minimum_throughput {
+            return None;
+        }
+        let calls = counts.calls as f64;
+        if let Some(threshold) = self.failure_rate {
+            let rate = counts.failures as f64 / calls;
+            if rate >= threshold {
+                return Some(TransitionReason::FailureRate {
+                    rate,
+                    threshold,
+                    calls: counts.calls,
+                    window: self.span,
+                });
+            }
+        }
+        if let Some(threshold) = self.slow_rate {
+            let rate = counts.slow as f64 / calls;
+            if rate >= threshold {
+                return Some(TransitionReason::SlowCallRate {
+                    rate,
+                    threshold,
+                    calls: counts.calls,
+                    window: self.span,
+                });
+            }
+        }
+        None
+    }
 }
 
 /// The state only touched under the lock.
@@ -94,7 +164,12 @@ struct Locked {
     probes_in_flight: u32,
     entered_at: u64,
     last_change: Option<SystemTime>,
+    last_reason: Option<TransitionReason>,
     transitions: TransitionCounts,
+    /// Reopens from half-open since the circuit last closed: the break backoff's exponent.
+    reopens: u32,
+    /// The current (or last) break.
+    break_duration: Duration,
 }
 
 /// The lock held, with the transitions to announce once it is released.
@@ -114,19 +189,32 @@ impl Shared {
     /// Builds the state; `config` must already be validated.
     pub(crate) fn new(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
         let slots = config.half_open_max_calls as usize;
+        let now = clock.now_nanos();
+        let window = config.window().map(|(window, _)| match window {
+            SlidingWindow::Calls(calls) => Window::Count(CountWindow::new(calls)),
+            SlidingWindow::Time { duration, buckets } => {
+                Window::Time(TimeWindow::new(duration_nanos(duration), buckets, now))
+            }
+        });
         Self {
             word: AtomicU64::new(word::pack(0, CLOSED, 0)),
             open_until: AtomicU64::new(0),
-            break_nanos: duration_nanos(config.break_duration),
             half_open_timeout_nanos: duration_nanos(config.half_open_timeout),
+            record_needs_clock: window.as_ref().is_some_and(Window::needs_clock),
+            time_every_call: config.slow_call.is_some(),
+            rules: RateRules::new(&config),
+            window,
             counters: Counters::new(),
             locked: Mutex::new(Locked {
                 half_open_successes: 0,
                 probes: vec![None; slots].into_boxed_slice(),
                 probes_in_flight: 0,
-                entered_at: clock.now_nanos(),
+                entered_at: now,
                 last_change: None,
+                last_reason: None,
                 transitions: TransitionCounts::default(),
+                reopens: 0,
+                break_duration: config.break_duration,
             }),
             changed: Notify::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
@@ -145,6 +233,7 @@ impl Shared {
         std::mem::size_of::<Self>()
             + self.counters.size_in_bytes()
             + self.config.half_open_max_calls as usize * std::mem::size_of::<Option<u64>>()
+            + self.window.as_ref().map_or(0, Window::size_in_bytes)
             + self.name.len()
     }
 
@@ -154,8 +243,8 @@ impl Shared {
     pub(crate) fn admit(&self) -> Result<Ticket, Rejection> {
         let word = self.word.load(Ordering::Acquire);
         if word::admits_freely(word) {
-            let started =
-                sample_this_call(self.config.latency_sample_every).then(|| self.clock.now_nanos());
+            let timed = self.time_every_call || sample_this_call(self.config.latency_sample_every);
+            let started = timed.then(|| self.clock.now_nanos());
             return Ok(Ticket {
                 word,
                 started,
@@ -167,18 +256,16 @@ impl Shared {
 
     #[cold]
     fn admit_slow(&self, word: u64) -> Result<Ticket, Rejection> {
-        match word::tag(word) {
-            ISOLATED => return Err(self.reject_open(None)),
-            OPEN => {
-                let until = self.open_until.load(Ordering::Relaxed);
-                let now = self.clock.now_nanos();
-                if now < until {
-                    return Err(self.reject_open(Some(until - now)));
-                }
-            }
-            _ => {}
+        if word::tag(word) == ISOLATED {
+            return Err(self.reject_open(None));
         }
         let now = self.clock.now_nanos();
+        if word::tag(word) == OPEN {
+            let until = self.open_until.load(Ordering::Relaxed);
+            if now < until {
+                return Err(self.reject_open(Some(until - now)));
+            }
+        }
         self.with_lock(|guard| guard.admit(now))
     }
 
@@ -210,21 +297,66 @@ impl Shared {
         };
         self.counters.add(count);
 
-        let timed = ticket.started.is_some() || ticket.probe.is_some();
-        let now = if timed { self.clock.now_nanos() } else { 0 };
-        if let (Some(started), Ending::Finished(_)) = (ticket.started, ending) {
-            self.counters
-                .add_latency(Duration::from_nanos(now.saturating_sub(started)));
+        let needs_clock =
+            ticket.started.is_some() || ticket.probe.is_some() || self.record_needs_clock;
+        let now = if needs_clock {
+            self.clock.now_nanos()
+        } else {
+            0
+        };
+        let elapsed = ticket.started.map(|started| now.saturating_sub(started));
+        if let (Some(elapsed), Ending::Finished(_)) = (elapsed, ending) {
+            self.counters.add_latency(Duration::from_nanos(elapsed));
         }
 
         if let Some(slot) = ticket.probe {
             self.with_lock(|guard| guard.finish_probe(ticket.word, slot, effect, now));
             return;
         }
-        match effect {
-            Effect::Success => self.closed_success(ticket.word),
-            Effect::Failure => self.closed_failure(ticket.word),
-            Effect::Neutral => {}
+        let failure = match effect {
+            Effect::Success => {
+                self.closed_success(ticket.word);
+                false
+            }
+            Effect::Failure => {
+                self.closed_failure(ticket.word);
+                true
+            }
+            // Ignored and cancelled calls are not in the window.
+            Effect::Neutral => return,
+        };
+        if let Some(window) = &self.window {
+            let slow = elapsed.is_some_and(|elapsed| elapsed >= self.rules.slow_nanos);
+            self.record_in_window(window, ticket.word, failure, slow, now);
+        }
+    }
+
+    /// Adds a closed call to the window and, after a failure or a slow call, judges the rates.
+    fn record_in_window(
+        &self,
+        window: &Window,
+        admitted: u64,
+        failure: bool,
+        slow: bool,
+        now: u64,
+    ) {
+        let current = self.word.load(Ordering::Relaxed);
+        if !word::same_generation(current, admitted) {
+            return;
+        }
+        let Some(counts) = window.record(failure, slow, now) else {
+            return;
+        };
+        if !(failure || slow) || word::tag(current) != CLOSED {
+            return;
+        }
+        if let Some(reason) = self.rules.judge(counts) {
+            let now = if self.record_needs_clock {
+                now
+            } else {
+                self.clock.now_nanos()
+            };
+            self.with_lock(|guard| guard.trip(admitted, reason, now));
         }
     }
 
@@ -301,17 +433,29 @@ impl Shared {
 
     pub(crate) fn metrics(&self) -> CircuitMetrics {
         let now = self.clock.now_nanos();
-        let (word, in_flight, entered_at, last_change, transitions) = self.with_lock(|guard| {
-            guard.tick(now);
-            (
-                guard.word(),
-                guard.locked.probes_in_flight,
-                guard.locked.entered_at,
-                guard.locked.last_change,
-                guard.locked.transitions,
-            )
-        });
+        let (word, in_flight, entered_at, last_change, last_reason, transitions, break_duration) =
+            self.with_lock(|guard| {
+                guard.tick(now);
+                (
+                    guard.word(),
+                    guard.locked.probes_in_flight,
+                    guard.locked.entered_at,
+                    guard.locked.last_change,
+                    guard.locked.last_reason,
+                    guard.locked.transitions,
+                    guard.locked.break_duration,
+                )
+            });
         let totals = self.counters.totals();
+        let window = self
+            .window
+            .as_ref()
+            .and_then(|window| window.counts(now))
+            .map(|counts| WindowMetrics {
+                calls: counts.calls,
+                failures: counts.failures,
+                slow_calls: counts.slow,
+            });
         let next_probe_in = (word::tag(word) == OPEN).then(|| {
             Duration::from_nanos(self.open_until.load(Ordering::Relaxed).saturating_sub(now))
         });
@@ -334,6 +478,9 @@ impl Shared {
             next_probe_in,
             latency: totals.latency,
             transitions,
+            last_transition_reason: last_reason,
+            window,
+            break_duration,
         }
     }
 
@@ -417,7 +564,7 @@ impl Guard<'_> {
         match word::tag(current) {
             OPEN if now >= self.shared.open_until.load(Ordering::Relaxed) => {
                 let reason = TransitionReason::BreakElapsed {
-                    break_duration: self.shared.config.break_duration,
+                    break_duration: self.locked.break_duration,
                 };
                 self.transition(current, HALF_OPEN, reason, now);
             }
@@ -501,7 +648,7 @@ impl Guard<'_> {
                 return;
             }
             let failures = word::count(current).saturating_add(1).min(word::COUNT_MAX);
-            if failures >= self.shared.config.failure_threshold {
+            if failures >= self.shared.config.failure_threshold && self.may_trip(now) {
                 let reason = TransitionReason::ConsecutiveFailures { failures };
                 self.transition(current, OPEN, reason, now);
                 return;
@@ -516,6 +663,42 @@ impl Guard<'_> {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// A rate rule fired for a call admitted in `admitted`: open, if that is still the closed
+    /// generation.
+    fn trip(&mut self, admitted: u64, reason: TransitionReason, now: u64) {
+        let current = self.word();
+        if word::same_generation(current, admitted)
+            && word::tag(current) == CLOSED
+            && self.may_trip(now)
+        {
+            self.transition(current, OPEN, reason, now);
+        }
+    }
+
+    /// Whether the closed state is old enough to be left (`min_transition_interval`).
+    fn may_trip(&self, now: u64) -> bool {
+        let interval = duration_nanos(self.shared.config.min_transition_interval);
+        now.saturating_sub(self.locked.entered_at) >= interval
+    }
+
+    /// The next break: `break_duration`, grown by the backoff for each reopen from half-open.
+    fn next_break(&mut self, from: u64) -> Duration {
+        let config = &self.shared.config;
+        self.locked.reopens = if word::tag(from) == HALF_OPEN {
+            self.locked.reopens.saturating_add(1)
+        } else {
+            0
+        };
+        let Some(backoff) = &config.break_backoff else {
+            return config.break_duration;
+        };
+        let exponent = i32::try_from(self.locked.reopens).unwrap_or(i32::MAX);
+        let grown = (config.break_duration.as_secs_f64() * backoff.multiplier.powi(exponent))
+            .min(backoff.max_duration.as_secs_f64());
+        let jittered = grown * (1.0 + backoff.jitter * (2.0 * fastrand::f64() - 1.0));
+        Duration::try_from_secs_f64(jittered).unwrap_or(backoff.max_duration)
     }
 
     fn finish_probe(&mut self, admitted: u64, slot: u32, effect: Effect, now: u64) {
@@ -548,10 +731,18 @@ impl Guard<'_> {
     fn transition(&mut self, from: u64, to: u64, reason: TransitionReason, now: u64) {
         let generation = word::next_generation(from);
         if to == OPEN {
-            self.shared.open_until.store(
-                now.saturating_add(self.shared.break_nanos),
-                Ordering::Relaxed,
-            );
+            let pause = self.next_break(from);
+            self.locked.break_duration = pause;
+            self.shared
+                .open_until
+                .store(now.saturating_add(duration_nanos(pause)), Ordering::Relaxed);
+        }
+        if to == CLOSED {
+            self.locked.reopens = 0;
+            // Before the new word is published: no call of the new generation is recorded yet.
+            if let Some(window) = &self.shared.window {
+                window.clear(now);
+            }
         }
         self.locked.probes.fill(None);
         self.locked.probes_in_flight = 0;
@@ -567,6 +758,7 @@ impl Guard<'_> {
         }
         let at = SystemTime::now();
         self.locked.last_change = Some(at);
+        self.locked.last_reason = Some(reason);
         self.locked.transitions.bump(to);
         self.announce.transitions.push(Transition {
             breaker: self.shared.name.clone(),

@@ -51,6 +51,7 @@
 mod core;
 mod counters;
 mod permit;
+mod window;
 mod word;
 
 use std::fmt;
