@@ -452,8 +452,105 @@ impl CircuitBreakerConfig {
             1,
             1 << 20,
         )?;
+        if let Some(rule) = &self.failure_rate {
+            rate("failure_rate.threshold", rule.threshold)?;
+            validate_window("failure_rate", rule.window, rule.minimum_throughput)?;
+        }
+        if let Some(rule) = &self.slow_call {
+            positive("slow_call.duration", rule.duration)?;
+            rate("slow_call.threshold", rule.threshold)?;
+            if let Some(shared) = &self.failure_rate {
+                if rule.window.is_some_and(|window| window != shared.window) {
+                    return Err(ConfigError::new(
+                        "slow_call.window",
+                        "must be left out or equal failure_rate.window: both rules judge one window",
+                    ));
+                }
+                if rule
+                    .minimum_throughput
+                    .is_some_and(|calls| calls != shared.minimum_throughput)
+                {
+                    return Err(ConfigError::new(
+                        "slow_call.minimum_throughput",
+                        "must be left out or equal failure_rate.minimum_throughput: both rules judge one window",
+                    ));
+                }
+            } else if let Some((window, minimum)) = self.window() {
+                validate_window("slow_call", window, minimum)?;
+            }
+        }
+        if let Some(backoff) = &self.break_backoff {
+            if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
+                return Err(ConfigError::new(
+                    "break_backoff.multiplier",
+                    format!("must be a number of at least 1, got {}", backoff.multiplier),
+                ));
+            }
+            if backoff.max_duration < self.break_duration {
+                return Err(ConfigError::new(
+                    "break_backoff.max_duration",
+                    format!(
+                        "must be at least break_duration ({:?}), got {:?}",
+                        self.break_duration, backoff.max_duration
+                    ),
+                ));
+            }
+            if !(0.0..1.0).contains(&backoff.jitter) {
+                return Err(ConfigError::new(
+                    "break_backoff.jitter",
+                    format!("must be in [0, 1), got {}", backoff.jitter),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+fn rate(field: &str, value: f64) -> Result<(), ConfigError> {
+    // Written so that NaN fails too.
+    if value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be in (0, 1], got {value}"),
+        ))
+    }
+}
+
+fn validate_window(
+    rule: &str,
+    window: SlidingWindow,
+    minimum_throughput: u32,
+) -> Result<(), ConfigError> {
+    let field = |name: &str| format!("{rule}.{name}");
+    match window {
+        SlidingWindow::Calls(calls) => {
+            in_range(&field("window.calls"), calls, 1, MAX_WINDOW_CALLS)?;
+            if minimum_throughput > calls {
+                return Err(ConfigError::new(
+                    field("minimum_throughput"),
+                    format!("must be at most the window's {calls} calls, got {minimum_throughput}"),
+                ));
+            }
+        }
+        SlidingWindow::Time { duration, buckets } => {
+            positive(&field("window.duration"), duration)?;
+            in_range(&field("window.buckets"), buckets, 1, MAX_WINDOW_BUCKETS)?;
+            if duration / buckets < Duration::from_millis(1) {
+                return Err(ConfigError::new(
+                    field("window.buckets"),
+                    format!("must leave buckets of at least 1ms, got {duration:?} in {buckets}"),
+                ));
+            }
+        }
+    }
+    in_range(
+        &field("minimum_throughput"),
+        minimum_throughput,
+        1,
+        u32::MAX,
+    )
 }
 
 fn in_range(field: &str, value: u32, min: u32, max: u32) -> Result<(), ConfigError> {

@@ -151,3 +151,144 @@ fn huge_durations_saturate_instead_of_overflowing() {
     let rejection = breaker.try_acquire().unwrap_err();
     assert!(rejection.retry_after().unwrap() > Duration::from_secs(100 * 365 * 86_400));
 }
+
+mod windows {
+    use std::time::Duration;
+
+    use tower_circuit_breaker::{
+        BreakBackoff, CircuitBreaker, CircuitBreakerConfig, FailureRateRule, SlidingWindow,
+        SlowCallRule,
+    };
+
+    #[test]
+    fn window_rules_deserialize_in_the_documented_shapes() {
+        let config: CircuitBreakerConfig = serde_json::from_str(
+            r#"{
+                "failure_rate": { "threshold": 0.5, "window": { "calls": 100 }, "minimum_throughput": 20 },
+                "slow_call": { "duration": "2s", "threshold": 0.8 },
+                "break_backoff": { "multiplier": 2.0, "max_duration": "5m", "jitter": 0.1 },
+                "min_transition_interval": "1s"
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.failure_rate,
+            Some(
+                FailureRateRule::new(0.5)
+                    .window(SlidingWindow::Calls(100))
+                    .minimum_throughput(20)
+            )
+        );
+        assert_eq!(
+            config.slow_call,
+            Some(SlowCallRule::new(Duration::from_secs(2), 0.8))
+        );
+        assert_eq!(
+            config.break_backoff,
+            Some(BreakBackoff::new(2.0, Duration::from_secs(300)).jitter(0.1))
+        );
+        assert_eq!(config.min_transition_interval, Duration::from_secs(1));
+        assert_eq!(config.window(), Some((SlidingWindow::Calls(100), 20)));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_time_window_deserializes_with_default_buckets() {
+        let config: CircuitBreakerConfig = toml::from_str(
+            r#"
+            [failure_rate]
+            threshold = 0.25
+            window = { duration = "60s" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.window(),
+            Some((SlidingWindow::time(Duration::from_secs(60), 10), 20))
+        );
+        let round_trip: CircuitBreakerConfig =
+            toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(round_trip, config);
+    }
+
+    #[test]
+    fn a_window_with_both_shapes_is_refused() {
+        let err = serde_json::from_str::<CircuitBreakerConfig>(
+            r#"{ "failure_rate": { "window": { "calls": 10, "duration": "10s" } } }"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("either `calls` or `duration`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_window_rule_names_its_field() {
+        let rate = |rule: FailureRateRule| CircuitBreakerConfig::default().failure_rate(rule);
+        let cases = [
+            (rate(FailureRateRule::new(1.5)), "failure_rate.threshold: must be in (0, 1], got 1.5"),
+            (rate(FailureRateRule::new(0.0)), "failure_rate.threshold: must be in (0, 1], got 0"),
+            (rate(FailureRateRule::new(f64::NAN)), "failure_rate.threshold: must be in (0, 1], got NaN"),
+            (
+                rate(FailureRateRule::new(0.5).window(SlidingWindow::Calls(0))),
+                "failure_rate.window.calls: must be at least 1, got 0",
+            ),
+            (
+                rate(FailureRateRule::new(0.5).window(SlidingWindow::Calls(10))),
+                "failure_rate.minimum_throughput: must be at most the window's 10 calls, got 20",
+            ),
+            (
+                rate(FailureRateRule::new(0.5).minimum_throughput(0)),
+                "failure_rate.minimum_throughput: must be at least 1, got 0",
+            ),
+            (
+                rate(FailureRateRule::new(0.5).window(SlidingWindow::time(Duration::from_secs(60), 1001))),
+                "failure_rate.window.buckets: must be at most 1000, got 1001",
+            ),
+            (
+                rate(FailureRateRule::new(0.5).window(SlidingWindow::time(Duration::from_millis(10), 20))),
+                "failure_rate.window.buckets: must leave buckets of at least 1ms, got 10ms in 20",
+            ),
+            (
+                rate(FailureRateRule::new(0.5).window(SlidingWindow::time(Duration::ZERO, 2))),
+                "failure_rate.window.duration: must be greater than 0s, got 0s",
+            ),
+            (
+                CircuitBreakerConfig::default().slow_call(SlowCallRule::new(Duration::ZERO, 0.5)),
+                "slow_call.duration: must be greater than 0s, got 0s",
+            ),
+            (
+                CircuitBreakerConfig::default().slow_call(SlowCallRule::new(Duration::from_secs(1), 2.0)),
+                "slow_call.threshold: must be in (0, 1], got 2",
+            ),
+            (
+                CircuitBreakerConfig::default()
+                    .slow_call(SlowCallRule::new(Duration::from_secs(1), 0.5).window(SlidingWindow::Calls(5))),
+                "slow_call.minimum_throughput: must be at most the window's 5 calls, got 20",
+            ),
+            (
+                rate(FailureRateRule::new(0.5))
+                    .slow_call(SlowCallRule::new(Duration::from_secs(1), 0.5).window(SlidingWindow::Calls(50))),
+                "slow_call.window: must be left out or equal failure_rate.window: both rules judge one window",
+            ),
+            (
+                CircuitBreakerConfig::default().break_backoff(BreakBackoff::new(0.5, Duration::from_secs(60))),
+                "break_backoff.multiplier: must be a number of at least 1, got 0.5",
+            ),
+            (
+                CircuitBreakerConfig::default().break_backoff(BreakBackoff::new(2.0, Duration::from_secs(10))),
+                "break_backoff.max_duration: must be at least break_duration (30s), got 10s",
+            ),
+            (
+                CircuitBreakerConfig::default()
+                    .break_backoff(BreakBackoff::new(2.0, Duration::from_secs(60)).jitter(1.0)),
+                "break_backoff.jitter: must be in [0, 1), got 1",
+            ),
+        ];
+        for (config, message) in cases {
+            let err = CircuitBreaker::with_config("x", config).expect_err(message);
+            assert_eq!(err.to_string(), message);
+        }
+    }
+}

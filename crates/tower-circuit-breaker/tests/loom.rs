@@ -1,4 +1,3 @@
-#![cfg(loom)]
 //! Model checks of the engine's races under loom: every interleaving of two or three threads
 //! admitting, recording and resetting, within loom's preemption bound.
 //!
@@ -6,6 +5,10 @@
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p tower-circuit-breaker --test loom --release`.
 //! Each model builds its breaker inside `loom::model`, since the engine's atomics and lock are
 //! loom's under `--cfg loom`.
+
+// After the docs: a crate-level `cfg` that is off drops every attribute after it, docs included,
+// and `missing_docs` would fire.
+#![cfg(loom)]
 
 use std::time::Duration;
 
@@ -72,13 +75,20 @@ fn check_concurrent_probes(limit: u32, callers: usize) {
             .collect();
 
         let probes: Vec<&OwnedPermit> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-        assert!(probes.len() <= limit as usize, "{} probes held", probes.len());
+        assert!(
+            probes.len() <= limit as usize,
+            "{} probes held",
+            probes.len()
+        );
         // No time passes and nothing is recorded, so every free slot is taken.
         assert_eq!(probes.len(), limit as usize);
         assert!(probes.iter().all(|probe| probe.is_probe()));
         for result in &results {
             if let Err(rejection) = result {
-                assert!(matches!(rejection, Rejection::HalfOpenFull(_)), "{rejection:?}");
+                assert!(
+                    matches!(rejection, Rejection::HalfOpenFull(_)),
+                    "{rejection:?}"
+                );
             }
         }
         let metrics = breaker.metrics();
@@ -86,7 +96,10 @@ fn check_concurrent_probes(limit: u32, callers: usize) {
         assert_eq!(metrics.half_open_in_flight, limit);
         assert_eq!(metrics.state, CircuitState::HalfOpen);
         assert_eq!(metrics.transitions.to_half_open, 1);
-        assert_eq!(metrics.rejected_half_open, (callers - limit as usize) as u64);
+        assert_eq!(
+            metrics.rejected_half_open,
+            (callers - limit as usize) as u64
+        );
 
         drop(results);
         let metrics = breaker.metrics();
@@ -180,7 +193,10 @@ fn concurrent_failures_open_the_circuit_exactly_once() {
         assert_eq!(metrics.rejected_open, 3 - admitted as u64);
 
         let opened = events.try_recv().expect("one transition");
-        assert_eq!((opened.from, opened.to), (CircuitState::Closed, CircuitState::Open));
+        assert_eq!(
+            (opened.from, opened.to),
+            (CircuitState::Closed, CircuitState::Open)
+        );
         assert_eq!(
             opened.reason,
             TransitionReason::ConsecutiveFailures { failures: 2 }
