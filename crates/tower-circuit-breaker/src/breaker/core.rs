@@ -748,9 +748,11 @@ impl Guard<'_> {
         self.locked.probes_in_flight = 0;
         self.locked.half_open_successes = 0;
         self.locked.entered_at = now;
+        // A swap, not a store: CAS loops outside the lock race this write, and loom orders a
+        // plain store against a concurrent RMW wrongly (tokio-rs/loom#254). Same cost here.
         self.shared
             .word
-            .store(word::pack(generation, to, 0), Ordering::Release);
+            .swap(word::pack(generation, to, 0), Ordering::AcqRel);
 
         let (from, to) = (word::state(from), word::state(to));
         if from == to {

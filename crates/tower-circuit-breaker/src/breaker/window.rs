@@ -275,7 +275,8 @@ impl TimeWindow {
             (to + 1).saturating_mul(self.bucket_nanos),
             Ordering::Release,
         );
-        self.bucket.store(to, Ordering::Release);
+        // Racing CASes on `bucket`: a swap, so loom orders it right (tokio-rs/loom#254).
+        self.bucket.swap(to, Ordering::AcqRel);
     }
 
     fn counts(&self, now: u64) -> Option<WindowCounts> {
