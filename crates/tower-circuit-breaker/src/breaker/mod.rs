@@ -3,10 +3,21 @@
 //! A [`CircuitBreaker`] is a cheap handle (an `Arc` inside): every clone is the same breaker. It
 //! moves between states by these rules:
 //!
-//! - **Closed**: calls are admitted. `failure_threshold` failures in a row open the circuit; a
-//!   success resets the count.
+//! - **Closed**: calls are admitted. Any of these rules opens the circuit, the first to fire
+//!   giving the reason:
+//!   - `failure_threshold` failures in a row (a success resets the count);
+//!   - a [failure rate](crate::FailureRateRule) at or above its threshold over a sliding window;
+//!   - a [slow-call rate](crate::SlowCallRule) at or above its threshold over the same window
+//!     (a call is slow when it lasts at least the rule's duration; a slow success is still a
+//!     success for the failure rate).
+//!
+//!   Rate rules wait until the window holds `minimum_throughput` calls. A
+//!   [`min_transition_interval`](crate::CircuitBreakerConfig::min_transition_interval) keeps a
+//!   just-closed circuit closed for a while, so a flapping service does not make it oscillate.
 //! - **Open**: calls are rejected at once with [`CircuitOpen`](crate::CircuitOpen), which says how
-//!   long until the next probe. When `break_duration` has passed the circuit is half-open.
+//!   long until the next probe. When the break has passed the circuit is half-open. A break lasts
+//!   `break_duration`, or grows on each reopen from half-open with a
+//!   [`BreakBackoff`](crate::BreakBackoff) (capped, optional jitter) and starts over on close.
 //! - **Half-open**: at most `half_open_max_calls` probes run at once; more calls are rejected at
 //!   once with [`HalfOpenFull`](crate::HalfOpenFull). `success_threshold` successful probes close
 //!   the circuit; one failure opens it again. A probe still running `half_open_timeout` after it
@@ -19,6 +30,39 @@
 //! breaker is still in the generation the call was admitted in: a slow failure from before a reset
 //! cannot reopen it, and a call admitted while closed is not taken for a probe's result. Such
 //! outcomes are still counted in the [metrics](CircuitBreaker::metrics).
+//!
+//! # Sliding windows
+//!
+//! A [count window](crate::SlidingWindow::Calls) holds the last N outcomes in a ring; a
+//! [time window](crate::SlidingWindow::Time) holds the last T in B buckets that age out whole (so
+//! it spans between T - T/B and T). Both slide: a breaker healthy for a week trips exactly as fast
+//! as one that has seen one window of successes. Only closed-state calls of the current
+//! generation go in; ignored and cancelled calls stay out; the window is emptied when the circuit
+//! closes. Recording is lock-free (see `window.rs`): a count window costs one atomic add and one
+//! load per call (three more atomic operations when the slot's old outcome differs); a time
+//! window one clock read, one load and one atomic add, and a bucket change once per bucket width.
+//! Under a race with a transition an outcome from the old generation can land in the new window
+//! (it cannot itself open the circuit: the trip re-checks the generation under the lock).
+//!
+//! # Cost and memory
+//!
+//! In the closed state a call without a window costs one atomic load to admit, one relaxed add
+//! on this thread's own counter stripe to record, and one load of the state word; a success that
+//! finds the consecutive count at 0 writes nothing shared. The clock is read for one call in
+//! [`latency_sample_every`](crate::CircuitBreakerConfig::latency_sample_every) per thread (every
+//! call with a slow-call rule or a time window). No lock, no allocation.
+//!
+//! Memory is fixed when the breaker is built ([`size_in_bytes`](CircuitBreaker::size_in_bytes)).
+//! Measured on the 2-core machines this project is built on (4 counter stripes of 256 bytes):
+//!
+//! | configuration | bytes per breaker |
+//! |---|---|
+//! | default (consecutive failures only) | 1,734 |
+//! | with a 100-call count window | 1,834 (+1 byte a call) |
+//! | with a 60 s / 60-bucket time window | 2,694 (+16 bytes a bucket) |
+//!
+//! Counter stripes are twice the cores (at least 4, at most 64), so a 32-core machine spends
+//! 16 KiB on them.
 //!
 //! Time-driven changes (a break that ended, a probe that overran) are applied whenever the breaker
 //! is used or looked at: by the next call, [`state`](CircuitBreaker::state),
