@@ -291,4 +291,18 @@ mod windows {
             assert_eq!(err.to_string(), message);
         }
     }
+
+    #[test]
+    fn the_readme_toml_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + readme[start..].find("```").unwrap();
+        let config: CircuitBreakerConfig = toml::from_str(&readme[start..end]).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.window(),
+            Some((SlidingWindow::time(Duration::from_secs(60), 10), 20))
+        );
+        assert!(config.slow_call.is_some() && config.break_backoff.is_some());
+    }
 }
