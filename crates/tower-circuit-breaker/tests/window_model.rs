@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use tokio::sync::broadcast;
 use tower_circuit_breaker::{
     CancelledCalls, CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState, Clock,
-    FailureRateRule, ManualClock, OwnedPermit, Rejection, SlidingWindow, SlowCallRule,
+    FailureRateRule, ManualClock, OwnedPermit, Rejection, SlidingWindow, SlowCallRule, Transition,
     TransitionReason,
 };
 
@@ -552,7 +553,7 @@ fn end(permit: OwnedPermit, ending: Ending) {
 struct Harness {
     clock: ManualClock,
     breaker: CircuitBreaker,
-    events: tokio::sync::broadcast::Receiver<tower_circuit_breaker::Transition>,
+    events: broadcast::Receiver<Transition>,
     model: Model,
     held: Vec<(OwnedPermit, Ticket)>,
 }

@@ -247,6 +247,23 @@ fn the_window_is_cleared_when_the_circuit_closes() {
 }
 
 #[test]
+fn a_reset_in_the_first_buckets_empties_a_time_window() {
+    // Cleared before the window has seen B buckets: every bucket start must be rewritten.
+    let window = SlidingWindow::time(Duration::from_secs(60), 10);
+    let (breaker, time) = breaker_with(rate_config(window, 1.0, 2));
+    record(&breaker, true);
+    time.advance(Duration::from_secs(6));
+    breaker.reset();
+    assert_eq!(breaker.metrics().window.unwrap().calls, 0);
+    record(&breaker, true);
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Closed,
+        "one failure after the reset is 1 call, not 2"
+    );
+}
+
+#[test]
 fn stale_outcomes_stay_out_of_the_new_window() {
     let (breaker, _) = breaker_with(rate_config(SlidingWindow::Calls(10), 0.5, 1));
     let old = breaker.try_acquire().unwrap();

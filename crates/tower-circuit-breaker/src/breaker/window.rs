@@ -185,6 +185,13 @@ struct BucketStart {
     slow: AtomicU64,
 }
 
+impl BucketStart {
+    fn set(&self, totals: u64, slow: u64) {
+        self.totals.store(totals, Ordering::Relaxed);
+        self.slow.store(slow, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     bucket_nanos: u64,
@@ -264,13 +271,22 @@ impl TimeWindow {
 
     /// With `MOVING` held: buckets `from..=to` begin now, with the current totals.
     fn begin_buckets(&self, from: u64, to: u64) {
-        let totals = self.totals.load(Ordering::Acquire);
-        let slow = self.slow.load(Ordering::Acquire);
+        let (totals, slow) = self.now_totals();
         for bucket in from.max((to + 1).saturating_sub(self.buckets))..=to {
-            let start = self.start(bucket);
-            start.totals.store(totals, Ordering::Relaxed);
-            start.slow.store(slow, Ordering::Relaxed);
+            self.start(bucket).set(totals, slow);
         }
+        self.publish(to);
+    }
+
+    fn now_totals(&self) -> (u64, u64) {
+        (
+            self.totals.load(Ordering::Acquire),
+            self.slow.load(Ordering::Acquire),
+        )
+    }
+
+    /// Ends a move: `to` is the current bucket. Releases `MOVING`.
+    fn publish(&self, to: u64) {
         self.bucket_end.store(
             (to + 1).saturating_mul(self.bucket_nanos),
             Ordering::Release,
@@ -318,9 +334,12 @@ impl TimeWindow {
                     )
                     .is_ok()
             {
-                let target = (now / self.bucket_nanos).max(current);
-                // Every bucket in the window begins now: nothing older counts.
-                self.begin_buckets(target + 1 - self.buckets.min(target + 1), target);
+                // Every slot, whichever buckets they stand for, starts now: nothing older counts.
+                let (totals, slow) = self.now_totals();
+                for start in &*self.starts {
+                    start.set(totals, slow);
+                }
+                self.publish((now / self.bucket_nanos).max(current));
                 return;
             }
             // Another thread is writing bucket starts: a handful of stores.
