@@ -56,9 +56,30 @@ where
     }
 }
 
-/// The default classifier: `Ok` is a success, `Err` is a failure.
+/// The engine's default classifier: `Ok` is a success, `Err` is a failure.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ErrorIsFailure;
+
+/// The tower layer's default classifier: `Ok` is a success; an error is a failure, or a timeout
+/// when it is [`tower::timeout::error::Elapsed`] or [`tokio::time::error::Elapsed`] (a per-try
+/// timeout inside the breaker).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultClassifier;
+
+impl<T> Classify<T, tower::BoxError> for DefaultClassifier {
+    fn classify(&self, result: &Result<T, tower::BoxError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(error) if is_timeout(error.as_ref()) => Outcome::Timeout,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// Whether `error` is a timeout from tower's or tokio's timeout.
+pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.is::<tower::timeout::error::Elapsed>() || error.is::<tokio::time::error::Elapsed>()
+}
 
 impl<T, E> Classify<T, E> for ErrorIsFailure {
     fn classify(&self, result: &Result<T, E>) -> Outcome {

@@ -112,6 +112,26 @@ impl Rejection {
             Self::HalfOpenFull(_) => None,
         }
     }
+
+    /// The rejection as a [`BoxError`](tower::BoxError) holding the concrete type, so
+    /// `err.downcast_ref::<CircuitOpen>()` (or `HalfOpenFull`) finds it.
+    pub fn into_error(self) -> tower::BoxError {
+        match self {
+            Self::Open(open) => Box::new(open),
+            Self::HalfOpenFull(full) => Box::new(full),
+        }
+    }
+
+    /// The rejection inside `error`, if a breaker rejected the call.
+    pub fn find(error: &(dyn Error + 'static)) -> Option<Rejection> {
+        if let Some(open) = error.downcast_ref::<CircuitOpen>() {
+            Some(Self::Open(open.clone()))
+        } else {
+            error
+                .downcast_ref::<HalfOpenFull>()
+                .map(|full| Self::HalfOpenFull(full.clone()))
+        }
+    }
 }
 
 /// The error of [`CircuitBreaker::call`](crate::CircuitBreaker::call): a rejection, or the

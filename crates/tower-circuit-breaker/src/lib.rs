@@ -65,12 +65,13 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod layer;
 pub mod metrics;
 mod state;
 mod sync;
 
 pub use breaker::{Builder, CircuitBreaker, OwnedPermit, Permit};
-pub use classify::{Classify, ErrorIsFailure, Outcome};
+pub use classify::{Classify, DefaultClassifier, ErrorIsFailure, Outcome};
 pub use clock::{Clock, ManualClock};
 pub use config::{
     BreakBackoff, CancelledCalls, CircuitBreakerConfig, ConfigError, FailureRateRule,
@@ -78,5 +79,6 @@ pub use config::{
 };
 pub use error::{CircuitBreakerError, CircuitOpen, HalfOpenFull, Rejection};
 pub use event::{Transition, TransitionReason};
+pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
 pub use state::CircuitState;

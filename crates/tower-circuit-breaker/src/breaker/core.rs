@@ -269,12 +269,51 @@ impl Shared {
         self.with_lock(|guard| guard.admit(now))
     }
 
-    fn reject_open(&self, retry_after: Option<u64>) -> Rejection {
-        self.counters.add(Count::RejectedOpen);
+    /// Whether a call would be admitted now, without admitting it or counting anything: what a
+    /// service's `poll_ready` asks.
+    pub(crate) fn peek(&self) -> Result<(), Rejection> {
+        let word = self.word.load(Ordering::Acquire);
+        if word::admits_freely(word) {
+            return Ok(());
+        }
+        let now = self.clock.now_nanos();
+        self.with_lock(|guard| {
+            guard.tick(now);
+            let current = guard.word();
+            match word::tag(current) {
+                OPEN => {
+                    let until = self.open_until.load(Ordering::Relaxed);
+                    Err(self.open_rejection(Some(until.saturating_sub(now))))
+                }
+                ISOLATED => Err(self.open_rejection(None)),
+                HALF_OPEN if guard.locked.probes_in_flight >= self.config.half_open_max_calls => {
+                    Err(Rejection::HalfOpenFull(HalfOpenFull::new(
+                        self.name.clone(),
+                    )))
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Counts a rejection found by [`peek`](Self::peek) and handed to a caller.
+    pub(crate) fn count_rejection(&self, rejection: &Rejection) {
+        self.counters.add(match rejection {
+            Rejection::Open(_) => Count::RejectedOpen,
+            Rejection::HalfOpenFull(_) => Count::RejectedHalfOpen,
+        });
+    }
+
+    fn open_rejection(&self, retry_after: Option<u64>) -> Rejection {
         Rejection::Open(CircuitOpen::new(
             self.name.clone(),
             retry_after.map(Duration::from_nanos),
         ))
+    }
+
+    fn reject_open(&self, retry_after: Option<u64>) -> Rejection {
+        self.counters.add(Count::RejectedOpen);
+        self.open_rejection(retry_after)
     }
 
     fn reject_half_open(&self) -> Rejection {

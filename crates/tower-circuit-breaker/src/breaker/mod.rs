@@ -286,6 +286,16 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether a call would be admitted now; admits and counts nothing (what `poll_ready` asks).
+    pub(crate) fn peek(&self) -> Result<(), Rejection> {
+        self.shared.peek()
+    }
+
+    /// Counts a rejection that [`peek`](Self::peek) found and a caller is given.
+    pub(crate) fn count_rejection(&self, rejection: &Rejection) {
+        self.shared.count_rejection(rejection);
+    }
+
     /// A snapshot of the breaker's state and counters.
     pub fn metrics(&self) -> CircuitMetrics {
         self.shared.metrics()

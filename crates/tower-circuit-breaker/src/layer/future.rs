@@ -1,0 +1,100 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower::BoxError;
+
+use crate::{Classify, OwnedPermit};
+
+pin_project! {
+    /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService): the inner
+    /// call with its permit, or a rejection. Dropping it unfinished releases the permit (the call
+    /// counts as cancelled).
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: State<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, C> {
+        Rejected {
+            error: Option<BoxError>,
+        },
+        Called {
+            #[pin]
+            future: F,
+            permit: Option<OwnedPermit>,
+            classifier: C,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, permit: OwnedPermit, classifier: C) -> Self {
+        Self {
+            state: State::Called {
+                future,
+                permit: Some(permit),
+                classifier,
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: BoxError) -> Self {
+        Self {
+            state: State::Rejected { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn not_ready() -> Self {
+        Self::rejected(Box::new(NotReady))
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| Box::new(PolledAfterCompletion)))),
+            StateProj::Called {
+                future,
+                permit,
+                classifier,
+            } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(permit) = permit.take() {
+                    permit.record(classifier.classify(&result));
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// `call` came without a `poll_ready` that returned ready: the inner service was not called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("circuit breaker service called before poll_ready returned ready")]
+pub struct NotReady;
+
+/// A rejected response future was polled again after it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("circuit breaker response future polled after completion")]
+struct PolledAfterCompletion;

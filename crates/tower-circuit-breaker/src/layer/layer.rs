@@ -1,0 +1,63 @@
+use tower_layer::Layer;
+
+use super::CircuitBreakerService;
+use crate::{CircuitBreaker, DefaultClassifier};
+
+/// Wraps services in a [`CircuitBreakerService`] sharing one [`CircuitBreaker`].
+///
+/// See the [module docs](crate::layer).
+#[derive(Debug, Clone)]
+pub struct CircuitBreakerLayer<C = DefaultClassifier> {
+    breaker: CircuitBreaker,
+    classifier: C,
+    backpressure: bool,
+}
+
+impl CircuitBreakerLayer {
+    /// A layer guarding every call with `breaker`, classified by [`DefaultClassifier`].
+    pub const fn new(breaker: CircuitBreaker) -> Self {
+        Self {
+            breaker,
+            classifier: DefaultClassifier,
+            backpressure: false,
+        }
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// Classifies results with `classifier` instead.
+    pub fn classify_with<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classifier,
+            backpressure: self.backpressure,
+        }
+    }
+
+    /// With `true`, `poll_ready` returns `Pending` while the circuit rejects and wakes when it
+    /// would admit again, instead of returning ready and rejecting in `call`. For balancers that
+    /// pick among ready services. Default `false`.
+    #[must_use]
+    pub fn backpressure(mut self, on: bool) -> Self {
+        self.backpressure = on;
+        self
+    }
+
+    /// The breaker every service of this layer shares.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+}
+
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreakerService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreakerService::with_parts(
+            inner,
+            self.breaker.clone(),
+            self.classifier.clone(),
+            self.backpressure,
+        )
+    }
+}

@@ -1,0 +1,69 @@
+//! Middleware that runs every call of a [`tower::Service`] through a [`CircuitBreaker`].
+//!
+//! [`CircuitBreakerLayer`] holds one breaker. Every service it makes, every clone of those, and
+//! every call to [`Layer::layer`](tower_layer::Layer::layer) shares it: state lives in the layer,
+//! so it also works where axum calls `layer()` again for each request.
+//!
+//! # Readiness
+//!
+//! `poll_ready` asks the breaker first. While it rejects, `poll_ready` returns `Ready(Ok(()))` at
+//! once, without polling the inner service, and `call` hands back the rejection (tower's
+//! load-shed pattern: layers above, such as a `Buffer`, never see an error from `poll_ready` and
+//! never wait on a dead service). Otherwise it drives the inner service's readiness, and never
+//! calls an inner service that has not said it is ready. With
+//! [`backpressure`](CircuitBreakerLayer::backpressure) on, `poll_ready` instead returns
+//! `Pending` while the circuit rejects and wakes when it would admit again (for balancers).
+//!
+//! A call is admitted (and, half-open, takes a probe slot) in `call`, not in `poll_ready`, so a
+//! service polled ready and never called holds nothing. A response future dropped before it
+//! finishes releases its permit and counts as cancelled.
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`](tower::BoxError), as with tower's own timeout and
+//! load-shed layers. A rejection is a [`CircuitOpen`](crate::CircuitOpen) or
+//! [`HalfOpenFull`](crate::HalfOpenFull), found with `err.downcast_ref::<CircuitOpen>()`; the
+//! inner service's errors pass through unchanged.
+//!
+//! # Classification
+//!
+//! A [`Classify`](crate::Classify) over `&Result<Response, BoxError>` decides how each call
+//! counts. The default, [`DefaultClassifier`](crate::DefaultClassifier), counts errors as failures
+//! and tower's `Elapsed` (from a per-try timeout inside the breaker) as timeouts; swap it with
+//! [`classify_with`](CircuitBreakerLayer::classify_with).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt, BoxError};
+//! use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let breaker = CircuitBreaker::with_config("inventory", CircuitBreakerConfig::default().failure_threshold(2))
+//!     .unwrap();
+//! let mut client = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .timeout(Duration::from_secs(1)) // per try, inside the breaker: an `Elapsed` is a timeout
+//!     .service(service_fn(|_request: &str| async { Err::<String, BoxError>("503".into()) }));
+//!
+//! for _ in 0..2 {
+//!     let err = client.ready().await.unwrap().call("GET /items").await.unwrap_err();
+//!     assert_eq!(err.to_string(), "503");
+//! }
+//! let rejected = client.ready().await.unwrap().call("GET /items").await.unwrap_err();
+//! assert!(rejected.is::<CircuitOpen>());
+//! # }
+//! ```
+//!
+//! [`CircuitBreaker`]: crate::CircuitBreaker
+
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+
+pub use self::future::{NotReady, ResponseFuture};
+pub use self::layer::CircuitBreakerLayer;
+pub use self::service::CircuitBreakerService;

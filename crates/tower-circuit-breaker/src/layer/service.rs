@@ -1,0 +1,160 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tower::BoxError;
+use tower_service::Service;
+
+use super::{CircuitBreakerLayer, ResponseFuture};
+use crate::{CircuitBreaker, Classify, DefaultClassifier, Rejection};
+
+/// A [`Service`] whose calls go through a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
+///
+/// Clones share the breaker; each clone has its own readiness (a clone starts unpolled).
+pub struct CircuitBreakerService<S, C = DefaultClassifier> {
+    inner: S,
+    breaker: CircuitBreaker,
+    classifier: C,
+    backpressure: bool,
+    readiness: Readiness,
+}
+
+/// What the last `poll_ready` found, for the next `call`.
+enum Readiness {
+    /// Not polled since the last call.
+    Unpolled,
+    /// The breaker would admit and the inner service is ready.
+    InnerReady,
+    /// The breaker rejects: `call` hands this back without touching the inner service.
+    Rejecting(Rejection),
+    /// Backpressure mode: waiting for the breaker to admit again.
+    Waiting(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl<S> CircuitBreakerService<S> {
+    /// Wraps `inner` with `breaker`, classified by [`DefaultClassifier`].
+    pub fn new(inner: S, breaker: CircuitBreaker) -> Self {
+        Self::with_parts(inner, breaker, DefaultClassifier, false)
+    }
+
+    /// A [`CircuitBreakerLayer`] sharing `breaker`.
+    pub const fn layer(breaker: CircuitBreaker) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::new(breaker)
+    }
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    pub(crate) fn with_parts(
+        inner: S,
+        breaker: CircuitBreaker,
+        classifier: C,
+        backpressure: bool,
+    ) -> Self {
+        Self {
+            inner,
+            breaker,
+            classifier,
+            backpressure,
+            readiness: Readiness::Unpolled,
+        }
+    }
+
+    /// The breaker this service shares.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Request> Service<Request> for CircuitBreakerService<S, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        loop {
+            if let Readiness::Waiting(wait) = &mut self.readiness {
+                ready!(wait.as_mut().poll(cx));
+                self.readiness = Readiness::Unpolled;
+            }
+            match self.breaker.peek() {
+                Ok(()) => {
+                    ready!(self.inner.poll_ready(cx)).map_err(Into::into)?;
+                    self.readiness = Readiness::InnerReady;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(_) if self.backpressure => {
+                    let breaker = self.breaker.clone();
+                    self.readiness =
+                        Readiness::Waiting(Box::pin(async move { breaker.ready().await }));
+                }
+                Err(rejection) => {
+                    self.readiness = Readiness::Rejecting(rejection);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match std::mem::replace(&mut self.readiness, Readiness::Unpolled) {
+            Readiness::InnerReady => match self.breaker.try_acquire_owned() {
+                Ok(permit) => ResponseFuture::called(
+                    self.inner.call(request),
+                    permit,
+                    self.classifier.clone(),
+                ),
+                // The state changed since `poll_ready`: counted by `try_acquire`.
+                Err(rejection) => ResponseFuture::rejected(rejection.into_error()),
+            },
+            Readiness::Rejecting(rejection) => {
+                self.breaker.count_rejection(&rejection);
+                ResponseFuture::rejected(rejection.into_error())
+            }
+            Readiness::Unpolled | Readiness::Waiting(_) => ResponseFuture::not_ready(),
+        }
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+    fn clone(&self) -> Self {
+        // Readiness belongs to one handle: a clone must poll for its own.
+        Self::with_parts(
+            self.inner.clone(),
+            self.breaker.clone(),
+            self.classifier.clone(),
+            self.backpressure,
+        )
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .field("classifier", &self.classifier)
+            .field("backpressure", &self.backpressure)
+            .finish_non_exhaustive()
+    }
+}
