@@ -264,3 +264,18 @@ async fn a_custom_classifier_decides_how_responses_count() {
     assert_eq!(service.ready().await.unwrap().call(503).await.unwrap(), 503);
     assert_eq!(breaker.state(), CircuitState::Open);
 }
+
+#[test]
+fn services_and_futures_are_send_and_sync_for_axum_and_tonic() {
+    fn send_sync<T: Send + Sync>() {}
+    type Inner = tower::util::BoxCloneSyncService<(), (), BoxError>;
+    send_sync::<tower_circuit_breaker::CircuitBreakerService<Inner>>();
+    send_sync::<CircuitBreakerLayer>();
+    fn send<T: Send>() {}
+    send::<
+        tower_circuit_breaker::layer::ResponseFuture<
+            <Inner as Service<()>>::Future,
+            tower_circuit_breaker::DefaultClassifier,
+        >,
+    >();
+}

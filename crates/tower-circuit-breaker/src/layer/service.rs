@@ -29,7 +29,7 @@ enum Readiness {
     /// The breaker rejects: `call` hands this back without touching the inner service.
     Rejecting(Rejection),
     /// Backpressure mode: waiting for the breaker to admit again.
-    Waiting(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Waiting(Pin<Box<dyn Future<Output = ()> + Send + Sync>>),
 }
 
 impl<S> CircuitBreakerService<S> {
