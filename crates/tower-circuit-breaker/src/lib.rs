@@ -67,6 +67,7 @@ pub mod error;
 pub mod event;
 pub mod layer;
 pub mod metrics;
+pub mod retry;
 mod state;
 mod sync;
 
@@ -81,4 +82,5 @@ pub use error::{CircuitBreakerError, CircuitOpen, HalfOpenFull, Rejection};
 pub use event::{Transition, TransitionReason};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
+pub use retry::RetryPolicy;
 pub use state::CircuitState;
