@@ -65,6 +65,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod fallback;
 pub mod layer;
 pub mod metrics;
 pub mod retry;
@@ -80,6 +81,7 @@ pub use config::{
 };
 pub use error::{CircuitBreakerError, CircuitOpen, HalfOpenFull, Rejection};
 pub use event::{Transition, TransitionReason};
+pub use fallback::{FallbackLayer, FallbackService};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
 pub use retry::RetryPolicy;
