@@ -122,15 +122,20 @@ impl Rejection {
         }
     }
 
-    /// The rejection inside `error`, if a breaker rejected the call.
+    /// The rejection in `error` or anywhere down its [`source`](Error::source) chain, if a
+    /// breaker rejected the call (a layer between may have wrapped it).
     pub fn find(error: &(dyn Error + 'static)) -> Option<Rejection> {
-        if let Some(open) = error.downcast_ref::<CircuitOpen>() {
-            Some(Self::Open(open.clone()))
-        } else {
-            error
-                .downcast_ref::<HalfOpenFull>()
-                .map(|full| Self::HalfOpenFull(full.clone()))
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if let Some(open) = error.downcast_ref::<CircuitOpen>() {
+                return Some(Self::Open(open.clone()));
+            }
+            if let Some(full) = error.downcast_ref::<HalfOpenFull>() {
+                return Some(Self::HalfOpenFull(full.clone()));
+            }
+            current = error.source();
         }
+        None
     }
 }
 

@@ -73,6 +73,10 @@ mod state;
 mod sync;
 
 pub use breaker::{Builder, CircuitBreaker, OwnedPermit, Permit};
+#[cfg(feature = "http")]
+pub use classify::grpc::{GrpcClassifier, GrpcCode};
+#[cfg(feature = "http")]
+pub use classify::http::HttpClassifier;
 pub use classify::{Classify, DefaultClassifier, ErrorIsFailure, Outcome};
 pub use clock::{Clock, ManualClock};
 pub use config::{

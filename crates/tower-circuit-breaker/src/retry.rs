@@ -89,7 +89,6 @@
 //! # }
 //! ```
 
-use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -252,12 +251,6 @@ impl<C> RetryPolicy<C> {
     }
 }
 
-/// A breaker's rejection at the top of `error` or anywhere in its source chain (a layer may wrap
-/// it).
-fn find_rejection(error: &(dyn Error + 'static)) -> Option<Rejection> {
-    std::iter::successors(Some(error), |&error| error.source()).find_map(Rejection::find)
-}
-
 impl<C, Req, Res> Policy<Req, Res, BoxError> for RetryPolicy<C>
 where
     C: Classify<Res, BoxError>,
@@ -267,7 +260,7 @@ where
 
     fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, BoxError>) -> Option<RetryDelay> {
         let rejection = match result {
-            Err(error) => find_rejection(error.as_ref()),
+            Err(error) => Rejection::find(error.as_ref()),
             Ok(_) => None,
         };
         let wait_out = match &rejection {

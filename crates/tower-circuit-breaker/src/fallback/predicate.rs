@@ -1,5 +1,3 @@
-use std::error::Error;
-
 use tower::BoxError;
 
 use crate::classify::is_timeout;
@@ -49,7 +47,7 @@ impl ErrorPredicate for AnyError {
 
 /// Selects a call a breaker turned away: a [`CircuitOpen`](crate::CircuitOpen) or a
 /// [`HalfOpenFull`](crate::HalfOpenFull), as the error itself or anywhere in its
-/// [`source`](Error::source) chain (an error type of a layer in between that wraps it).
+/// [`source`](std::error::Error::source) chain (an error type of a layer in between that wraps it).
 ///
 /// It does not look inside a [`CircuitBreakerError`](crate::CircuitBreakerError) (the error of
 /// [`CircuitBreaker::call`](crate::CircuitBreaker::call)): box the `CircuitOpen` or
@@ -59,19 +57,19 @@ pub struct IsRejection;
 
 impl ErrorPredicate for IsRejection {
     fn matches(&self, error: &BoxError) -> bool {
-        chain(error).any(|error| Rejection::find(error).is_some())
+        Rejection::find(error.as_ref()).is_some()
     }
 }
 
 /// Selects a timeout: [`tower::timeout::error::Elapsed`] or [`tokio::time::error::Elapsed`]
 /// (as [`is_timeout`] tells them), as the error itself or anywhere in its
-/// [`source`](Error::source) chain.
+/// [`source`](std::error::Error::source) chain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IsTimeout;
 
 impl ErrorPredicate for IsTimeout {
     fn matches(&self, error: &BoxError) -> bool {
-        chain(error).any(is_timeout)
+        is_timeout(error.as_ref())
     }
 }
 
@@ -86,10 +84,4 @@ impl<A: ErrorPredicate, B: ErrorPredicate> ErrorPredicate for Or<A, B> {
     fn matches(&self, error: &BoxError) -> bool {
         self.first.matches(error) || self.second.matches(error)
     }
-}
-
-/// `error`, then its sources, outermost first.
-fn chain(error: &BoxError) -> impl Iterator<Item = &(dyn Error + 'static)> {
-    let first: &(dyn Error + 'static) = error.as_ref();
-    std::iter::successors(Some(first), |&error| error.source())
 }

@@ -4,6 +4,12 @@
 //! as a timeout), or ignored (counted, but it neither opens nor closes the circuit). A [`Classify`]
 //! turns a call's `Result` into an outcome; any `Fn(&Result<T, E>) -> Outcome` is one.
 //!
+//! Classifiers are values: small, `Clone` (the tower layer clones one into every call) and
+//! independent of the middleware that uses them. This module has the generic ones:
+//! [`ErrorIsFailure`] for the engine and [`DefaultClassifier`] for the tower layer. With the
+//! `http` feature, the `http` submodule classifies HTTP responses by status code and the `grpc`
+//! submodule classifies gRPC responses by `grpc-status`.
+//!
 //! # Example
 //!
 //! ```
@@ -20,6 +26,13 @@
 //! assert_eq!(classifier.classify(&Ok(404)), Outcome::Ignored);
 //! assert_eq!(ErrorIsFailure.classify(&Ok::<_, ()>(503)), Outcome::Success);
 //! ```
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod grpc;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 
 /// How a finished call counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,9 +89,12 @@ impl<T> Classify<T, tower::BoxError> for DefaultClassifier {
     }
 }
 
-/// Whether `error` is a timeout from tower's or tokio's timeout.
+/// Whether `error`, or an error down its [`source`](std::error::Error::source) chain, is a
+/// timeout from tower's or tokio's timeout.
 pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    error.is::<tower::timeout::error::Elapsed>() || error.is::<tokio::time::error::Elapsed>()
+    std::iter::successors(Some(error), |&error| error.source()).any(|error| {
+        error.is::<tower::timeout::error::Elapsed>() || error.is::<tokio::time::error::Elapsed>()
+    })
 }
 
 impl<T, E> Classify<T, E> for ErrorIsFailure {
@@ -87,5 +103,27 @@ impl<T, E> Classify<T, E> for ErrorIsFailure {
             Ok(_) => Outcome::Success,
             Err(_) => Outcome::Failure,
         }
+    }
+}
+
+/// An outcome in two bits, for the status and code tables of the `http` and `grpc` classifiers.
+#[cfg(feature = "http")]
+const fn outcome_bits(outcome: Outcome) -> u64 {
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Failure => 1,
+        Outcome::Timeout => 2,
+        Outcome::Ignored => 3,
+    }
+}
+
+/// The outcome in the lowest two bits of `bits`.
+#[cfg(feature = "http")]
+const fn outcome_from_bits(bits: u64) -> Outcome {
+    match bits & 0b11 {
+        0 => Outcome::Success,
+        1 => Outcome::Failure,
+        2 => Outcome::Timeout,
+        _ => Outcome::Ignored,
     }
 }
