@@ -14,6 +14,33 @@
 //! - [`metrics`](CircuitBreaker::metrics), [`subscribe`](CircuitBreaker::subscribe) and `tracing`
 //!   events show what it does; [`reset`](CircuitBreaker::reset),
 //!   [`isolate`](CircuitBreaker::isolate) and [`disable`](CircuitBreaker::disable) override it.
+//! - [`CircuitBreakerLayer`] puts a breaker in a `tower::ServiceBuilder` stack (see [`layer`]);
+//!   [`FallbackLayer`] answers the errors you choose, [`RetryPolicy`] retries without hammering
+//!   an open breaker, and with the `http` feature `HttpClassifier` and
+//!   `GrpcClassifier` (in `classify::http` and `classify::grpc`) tell a failing response from a caller's mistake.
+//!
+//! # The order of the layers
+//!
+//! Polly and Microsoft's standard resilience handler wrap these strategies in one order, outermost
+//! first: fallback, overall timeout, retry, circuit breaker, per-try timeout, then the client. In
+//! tower the first layer added to a `ServiceBuilder` is the outermost, so the builder reads in
+//! that order, and every try is seen by the breaker:
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use tower::{BoxError, ServiceBuilder};
+//! # use tower_circuit_breaker::fallback::{ErrorPredicate, FallbackLayer, IsRejection, IsTimeout};
+//! # use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, RetryPolicy};
+//! # let breaker = CircuitBreaker::new("upstream");
+//! let client = ServiceBuilder::new()
+//!     .layer(FallbackLayer::new_sync(|_: BoxError| "cached").when(IsRejection.or(IsTimeout)))
+//!     .timeout(Duration::from_secs(2)) // overall
+//!     .retry(RetryPolicy::new().max_attempts(3))
+//!     .layer(CircuitBreakerLayer::new(breaker))
+//!     .timeout(Duration::from_millis(500)) // per try: an `Elapsed` is a timeout failure
+//!     .service(tower::service_fn(|request: &'static str| async move { Ok::<_, BoxError>(request) }));
+//! # let _ = client;
+//! ```
 //!
 //! In the closed state a call costs one atomic load to admit and one relaxed atomic add (on a
 //! counter line of this thread's own) to record; no lock, no allocation, and a clock read only for
