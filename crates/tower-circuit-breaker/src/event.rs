@@ -104,25 +104,13 @@ impl fmt::Display for TransitionReason {
                 threshold,
                 calls,
                 window,
-            } => {
-                write!(
-                    f,
-                    "failure rate {rate:.2} >= {threshold} over {calls} calls"
-                )?;
-                window.map_or(Ok(()), |span| write!(f, " in {span:?}"))
-            }
+            } => write_rate(f, "failure rate", *rate, *threshold, *calls, *window),
             Self::SlowCallRate {
                 rate,
                 threshold,
                 calls,
                 window,
-            } => {
-                write!(
-                    f,
-                    "slow-call rate {rate:.2} >= {threshold} over {calls} calls"
-                )?;
-                window.map_or(Ok(()), |span| write!(f, " in {span:?}"))
-            }
+            } => write_rate(f, "slow-call rate", *rate, *threshold, *calls, *window),
             Self::BreakElapsed { break_duration } => {
                 write!(f, "break of {break_duration:?} elapsed")
             }
@@ -136,4 +124,17 @@ impl fmt::Display for TransitionReason {
             Self::Automatic => f.write_str("manual override lifted"),
         }
     }
+}
+
+/// `failure rate 0.62 >= 0.5 over 100 calls`, with ` in 60s` for a time window.
+fn write_rate(
+    f: &mut fmt::Formatter<'_>,
+    rule: &str,
+    rate: f64,
+    threshold: f64,
+    calls: u64,
+    window: Option<Duration>,
+) -> fmt::Result {
+    write!(f, "{rule} {rate:.2} >= {threshold} over {calls} calls")?;
+    window.map_or(Ok(()), |span| write!(f, " in {span:?}"))
 }

@@ -129,30 +129,27 @@ impl RateRules {
         if counts.calls == 0 || counts.calls < self.minimum_throughput {
             return None;
         }
-        let calls = counts.calls as f64;
-        if let Some(threshold) = self.failure_rate {
-            let rate = counts.failures as f64 / calls;
-            if rate >= threshold {
-                return Some(TransitionReason::FailureRate {
-                    rate,
-                    threshold,
-                    calls: counts.calls,
-                    window: self.span,
-                });
-            }
+        let (calls, window) = (counts.calls, self.span);
+        // The rate of `count` in the window, when it reaches `threshold`.
+        let fired = |threshold: Option<f64>, count: u64| {
+            let threshold = threshold?;
+            let rate = count as f64 / calls as f64;
+            (rate >= threshold).then_some((rate, threshold))
+        };
+        if let Some((rate, threshold)) = fired(self.failure_rate, counts.failures) {
+            return Some(TransitionReason::FailureRate {
+                rate,
+                threshold,
+                calls,
+                window,
+            });
         }
-        if let Some(threshold) = self.slow_rate {
-            let rate = counts.slow as f64 / calls;
-            if rate >= threshold {
-                return Some(TransitionReason::SlowCallRate {
-                    rate,
-                    threshold,
-                    calls: counts.calls,
-                    window: self.span,
-                });
-            }
-        }
-        None
+        fired(self.slow_rate, counts.slow).map(|(rate, threshold)| TransitionReason::SlowCallRate {
+            rate,
+            threshold,
+            calls,
+            window,
+        })
     }
 }
 

@@ -252,21 +252,23 @@ impl TimeWindow {
         }
         let target = now / self.bucket_nanos;
         let current = self.bucket.load(Ordering::Acquire);
-        if current & MOVING != 0 || current >= target {
-            return;
-        }
-        if self
-            .bucket
-            .compare_exchange(
-                current,
-                current | MOVING,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
+        if current < target && self.take_moving(current) {
             self.begin_buckets(current + 1, target);
         }
+    }
+
+    /// Sets `MOVING` if the bucket is still `current` and nobody holds it.
+    fn take_moving(&self, current: u64) -> bool {
+        current & MOVING == 0
+            && self
+                .bucket
+                .compare_exchange(
+                    current,
+                    current | MOVING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// With `MOVING` held: buckets `from..=to` begin now, with the current totals.
@@ -323,17 +325,7 @@ impl TimeWindow {
     fn clear(&self, now: u64) {
         loop {
             let current = self.bucket.load(Ordering::Acquire);
-            if current & MOVING == 0
-                && self
-                    .bucket
-                    .compare_exchange(
-                        current,
-                        current | MOVING,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
+            if self.take_moving(current) {
                 // Every slot, whichever buckets they stand for, starts now: nothing older counts.
                 let (totals, slow) = self.now_totals();
                 for start in &*self.starts {
