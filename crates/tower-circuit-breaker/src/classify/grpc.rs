@@ -56,6 +56,16 @@
 //! body is dropped first. That is a change to the layer's response future, not to this
 //! classifier; this crate does not have it yet.
 //!
+//! # What a tonic client sees of a rejection
+//!
+//! tonic turns a layer's error into a `Status` with `Status::from_error`, which keeps a `Status`
+//! it finds in the error and makes anything else `Code::Unknown`. So a rejection reaches the
+//! caller as `Unknown` ("circuit open: breaker `inventory`, next probe in 60s"), with the
+//! `CircuitOpen` as the status's `source()`: [`Rejection::find`](crate::Rejection::find) finds
+//! it. For `UNAVAILABLE` instead, map the error above the layer into a `Status` that keeps it:
+//! `map_err(|err: BoxError| { let mut status = Status::unavailable(err.to_string());
+//! status.set_source(Arc::from(err)); BoxError::from(status) })` (`tests/grpc.rs` does this).
+//!
 //! # Malformed `grpc-status`
 //!
 //! A `grpc-status` that is not a code from 0 to 16 written in decimal (`"abc"`, `"14 "`, `"017"`,
