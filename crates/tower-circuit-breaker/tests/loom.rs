@@ -16,8 +16,8 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use tower_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitState, ManualClock, OwnedPermit, Rejection,
-    TransitionReason,
+    CircuitBreaker, CircuitBreakerConfig, CircuitState, FailureRateRule, ManualClock, OwnedPermit,
+    Rejection, SlidingWindow, TransitionReason, WindowMetrics,
 };
 
 const BREAK: Duration = Duration::from_millis(10);
@@ -382,5 +382,266 @@ fn a_probe_outcome_racing_its_timeout_changes_the_state_once() {
         }
         assert_eq!(metrics.half_open_in_flight, 0);
         assert_eq!(metrics.successful_calls, 1);
+    });
+}
+
+// ===== sliding windows =====
+
+/// A time window of two buckets, so one move ages a bucket out.
+const WINDOW: Duration = Duration::from_millis(20);
+const BUCKET: Duration = Duration::from_millis(10);
+
+/// A breaker judged on `window` by a failure-rate rule alone: the consecutive rule is out of
+/// reach, and every failure is judged at a rate of 1.0 once `minimum_throughput` calls are in. A
+/// break outlasts every model, so a trip's reason is still the last one when it is checked.
+fn windowed(window: SlidingWindow, minimum_throughput: u32) -> (CircuitBreaker, ManualClock) {
+    breaker(
+        config()
+            .failure_threshold(1_000)
+            .break_duration(Duration::from_secs(3_600))
+            .failure_rate(
+                FailureRateRule::new(1.0)
+                    .window(window)
+                    .minimum_throughput(minimum_throughput),
+            ),
+    )
+}
+
+fn window_of(breaker: &CircuitBreaker) -> (u64, u64) {
+    let window: WindowMetrics = breaker.metrics().window.expect("a rate rule is on");
+    (window.calls, window.failures)
+}
+
+fn finish(permit: OwnedPermit, failure: bool) {
+    if failure {
+        permit.failure();
+    } else {
+        permit.success();
+    }
+}
+
+/// Admits a call per outcome (`true`: a failure), then records each thread's outcomes in order:
+/// the last list on this thread, the others each on a thread of its own.
+fn record_on_threads(breaker: &CircuitBreaker, threads: &[&[bool]]) {
+    let mut admitted: Vec<Vec<(OwnedPermit, bool)>> = threads
+        .iter()
+        .map(|outcomes| {
+            outcomes
+                .iter()
+                .map(|&failure| (breaker.try_acquire_owned().expect("closed"), failure))
+                .collect()
+        })
+        .collect();
+    let here = admitted.pop().expect("a thread");
+    let handles: Vec<_> = admitted
+        .into_iter()
+        .map(|there| {
+            thread::spawn(move || {
+                for (permit, failure) in there {
+                    finish(permit, failure);
+                }
+            })
+        })
+        .collect();
+    for (permit, failure) in here {
+        finish(permit, failure);
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+}
+
+fn assert_no_trip(breaker: &CircuitBreaker) {
+    let metrics = breaker.metrics();
+    assert_eq!(
+        metrics.transitions.to_open, 0,
+        "tripped: {:?}",
+        metrics.last_transition_reason
+    );
+    assert_eq!(metrics.state, CircuitState::Closed);
+}
+
+#[test]
+fn recorders_racing_a_bucket_move_lose_and_double_count_no_outcome() {
+    loom::model(|| {
+        // No rule judges fewer than 100 calls: a trip would come from torn counts.
+        let (breaker, clock) = windowed(SlidingWindow::time(WINDOW, 2), 100);
+        breaker.try_acquire().expect("closed").failure();
+        // Into bucket 1: whichever racing record looks first moves the window, the others find
+        // it moving or moved.
+        clock.advance(BUCKET);
+        record_on_threads(&breaker, &[&[false, true], &[true]]);
+
+        assert_no_trip(&breaker);
+        assert_eq!(window_of(&breaker), (4, 3));
+
+        // Bucket 0 ages out. A record that landed while the move was under way counts in bucket
+        // 0; the mover's own counts in bucket 1.
+        clock.advance(BUCKET);
+        let (calls, failures) = window_of(&breaker);
+        assert!((1..=3).contains(&calls), "{calls} calls");
+        assert!(failures <= calls.min(2), "{failures} failures of {calls}");
+
+        clock.advance(WINDOW);
+        assert_eq!(window_of(&breaker), (0, 0));
+    });
+}
+
+#[test]
+fn a_recorder_with_an_old_time_racing_a_bucket_move_reads_no_torn_window() {
+    loom::model(|| {
+        let (breaker, clock) = windowed(SlidingWindow::time(WINDOW, 2), 100);
+        let failure = breaker.try_acquire_owned().expect("closed");
+        let before = breaker.try_acquire_owned().expect("closed");
+        let after = breaker.try_acquire_owned().expect("closed");
+        // A success in bucket 0, then one in bucket 1 that moves the window, while this thread
+        // records a failure at either time and judges the window it reads. (The clock is not
+        // loom's, but loom runs one thread at a time, so its move is ordered by the schedule.) A
+        // failure that read the bucket before the move and a start written by it would find the
+        // running totals below that start: 2^32 - 1 calls, all failed, and a trip.
+        let moving = {
+            let clock = clock.clone();
+            thread::spawn(move || {
+                before.success();
+                clock.advance(BUCKET);
+                after.success();
+            })
+        };
+        failure.failure();
+        moving.join().unwrap();
+
+        assert_no_trip(&breaker);
+        assert_eq!(window_of(&breaker), (3, 1));
+        clock.advance(WINDOW);
+        assert_eq!(window_of(&breaker), (0, 0));
+    });
+}
+
+/// Three calls, one a failure, race into a window of two slots.
+fn check_count_window_tally(threads: &'static [&'static [bool]]) {
+    loom::model(move || {
+        // One failure among three calls in two slots: never a rate of 1.0 over two calls.
+        let (breaker, _clock) = windowed(SlidingWindow::Calls(2), 2);
+        record_on_threads(&breaker, threads);
+
+        assert_no_trip(&breaker);
+        let (calls, failures) = window_of(&breaker);
+        assert_eq!(calls, 2);
+        assert!(failures <= 1, "{failures} failures");
+
+        // Overwriting both slots leaves exactly what was written, whatever the race left.
+        for _ in 0..2 {
+            breaker.try_acquire().expect("closed").success();
+        }
+        assert_eq!(window_of(&breaker), (2, 0));
+        for _ in 0..2 {
+            breaker.try_acquire().expect("closed").failure();
+        }
+        assert_eq!(window_of(&breaker), (2, 2));
+        let metrics = breaker.metrics();
+        assert_eq!(metrics.state, CircuitState::Open);
+        assert_eq!(metrics.transitions.to_open, 1);
+    });
+}
+
+#[test]
+fn outcomes_racing_into_a_small_count_window_keep_its_tally_in_step_with_its_slots() {
+    check_count_window_tally(&[&[true, false], &[false]]);
+}
+
+#[test]
+fn three_writers_racing_for_two_slots_keep_the_tally_in_step_with_them() {
+    check_count_window_tally(&[&[true], &[false], &[false]]);
+}
+
+#[test]
+fn failures_racing_into_a_small_count_window_fill_it_and_open_it_once() {
+    loom::model(|| {
+        let (breaker, _clock) = windowed(SlidingWindow::Calls(2), 2);
+        record_on_threads(&breaker, &[&[true, true], &[true]]);
+
+        // Both slots hold a failure. A failure recorded after the trip is from the old
+        // generation and stays out, which changes nothing in a window full of failures.
+        assert_eq!(window_of(&breaker), (2, 2));
+        let metrics = breaker.metrics();
+        assert_eq!(metrics.state, CircuitState::Open);
+        assert_eq!(metrics.transitions.to_open, 1);
+        assert!(
+            matches!(
+                metrics.last_transition_reason,
+                Some(TransitionReason::FailureRate { calls: 2, .. })
+            ),
+            "{:?}",
+            metrics.last_transition_reason
+        );
+    });
+}
+
+#[test]
+fn a_reset_racing_a_stale_failure_leaves_a_consistent_count_window() {
+    loom::model(|| {
+        let (breaker, _clock) = windowed(SlidingWindow::Calls(2), 2);
+        breaker.try_acquire().expect("closed").failure();
+        breaker.try_acquire().expect("closed").success();
+        let stale = breaker.try_acquire_owned().expect("closed");
+        // The reset, then a success in the fresh generation, racing a failure admitted before.
+        let resetting = {
+            let breaker = breaker.clone();
+            thread::spawn(move || {
+                breaker.reset();
+                breaker.try_acquire().expect("closed").success();
+            })
+        };
+        stale.failure();
+        resetting.join().unwrap();
+
+        assert_no_trip(&breaker);
+        // The reset emptied the window; the stale failure may be in it, or for a moment in a
+        // slot the calls since the reset have not reached.
+        let (calls, failures) = window_of(&breaker);
+        assert!((1..=2).contains(&calls), "{calls} calls");
+        assert!(failures <= 1, "{failures} failures of {calls}");
+
+        // Overwriting both slots leaves exactly what was written.
+        for _ in 0..2 {
+            breaker.try_acquire().expect("closed").success();
+        }
+        assert_eq!(window_of(&breaker), (2, 0));
+        assert_no_trip(&breaker);
+    });
+}
+
+#[test]
+fn a_reset_racing_a_bucket_move_leaves_a_consistent_time_window() {
+    loom::model(|| {
+        let (breaker, clock) = windowed(SlidingWindow::time(WINDOW, 2), 100);
+        breaker.try_acquire().expect("closed").failure();
+        breaker.try_acquire().expect("closed").failure();
+        // Into bucket 1: the reset's clear races the move the stale failure makes.
+        clock.advance(BUCKET);
+        let stale = breaker.try_acquire_owned().expect("closed");
+        // The reset, then a failure in the fresh generation, racing a failure admitted before.
+        let resetting = {
+            let breaker = breaker.clone();
+            thread::spawn(move || {
+                breaker.reset();
+                breaker.try_acquire().expect("closed").failure();
+            })
+        };
+        stale.failure();
+        resetting.join().unwrap();
+
+        assert_no_trip(&breaker);
+        // The failures before it are gone; the fresh one is in, the stale one may be.
+        let (calls, failures) = window_of(&breaker);
+        assert!((1..=2).contains(&calls), "{calls} calls");
+        assert_eq!(failures, calls);
+
+        // The window still moves and empties.
+        breaker.try_acquire().expect("closed").success();
+        clock.advance(WINDOW);
+        assert_eq!(window_of(&breaker), (0, 0));
+        breaker.try_acquire().expect("closed").success();
+        assert_eq!(window_of(&breaker), (1, 0));
     });
 }

@@ -122,7 +122,9 @@ impl CountWindow {
         let value = outcome_slot(failure, slow);
         let position = self.cursor.fetch_add(1, Ordering::Relaxed);
         let slot = self.slot(position);
-        if slot.load(Ordering::Relaxed) != value {
+        // Acquire: a writer that finds its outcome already there skips the tally, so it must see
+        // the add of whoever wrote it when it reads the tally next.
+        if slot.load(Ordering::Acquire) != value {
             self.replace(slot, value);
         }
         if failure || slow {
@@ -186,9 +188,10 @@ struct BucketStart {
 }
 
 impl BucketStart {
+    /// Release: a reader that sees a start also sees running totals at least as large.
     fn set(&self, totals: u64, slow: u64) {
-        self.totals.store(totals, Ordering::Relaxed);
-        self.slow.store(slow, Ordering::Relaxed);
+        self.totals.store(totals, Ordering::Release);
+        self.slow.store(slow, Ordering::Release);
     }
 }
 
@@ -306,14 +309,15 @@ impl TimeWindow {
         // The oldest bucket in the window began `buckets - 1` buckets ago; its start shares a
         // slot with the bucket after the current one.
         let oldest = self.start(bucket + 1);
-        let totals = self
-            .totals
-            .load(Ordering::Acquire)
-            .wrapping_sub(oldest.totals.load(Ordering::Relaxed));
-        let slow = self
-            .slow
-            .load(Ordering::Acquire)
-            .wrapping_sub(oldest.slow.load(Ordering::Relaxed));
+        // The start before the running totals, with Acquire: a start written by a move that
+        // began after `bucket` was read is a snapshot the totals read next cannot be below, so
+        // the difference never wraps around (read the other way round, it could).
+        let (start, start_slow) = (
+            oldest.totals.load(Ordering::Acquire),
+            oldest.slow.load(Ordering::Acquire),
+        );
+        let totals = self.totals.load(Ordering::Acquire).wrapping_sub(start);
+        let slow = self.slow.load(Ordering::Acquire).wrapping_sub(start_slow);
         let calls = totals & LOW_MASK;
         Some(WindowCounts {
             calls,
