@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, Notify};
 
-use super::counters::{sample_this_call, Count, Counters};
+use super::counters::{enter, stripe_index, Count, Counters};
 use super::window::{CountWindow, TimeWindow, Window, WindowCounts};
 use super::word::{self, CLOSED, DISABLED, HALF_OPEN, ISOLATED, OPEN};
 use crate::clock::{duration_nanos, Clock};
@@ -27,6 +27,12 @@ use crate::{
 /// How many transitions a slow subscriber may fall behind before it sees `Lagged`.
 const EVENT_CAPACITY: usize = 64;
 
+/// Stripe indices come from a 31-bit counter.
+#[allow(clippy::cast_possible_truncation)]
+const fn stripe_u32(stripe: usize) -> u32 {
+    stripe as u32
+}
+
 /// What an admitted call carries until it is recorded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
@@ -36,6 +42,8 @@ pub(crate) struct Ticket {
     started: Option<u64>,
     /// The half-open probe slot it holds, if it is a probe.
     probe: Option<u32>,
+    /// The counter stripe of the thread that admitted it.
+    stripe: u32,
 }
 
 impl Ticket {
@@ -240,12 +248,13 @@ impl Shared {
     pub(crate) fn admit(&self) -> Result<Ticket, Rejection> {
         let word = self.word.load(Ordering::Acquire);
         if word::admits_freely(word) {
-            let timed = self.time_every_call || sample_this_call(self.config.latency_sample_every);
-            let started = timed.then(|| self.clock.now_nanos());
+            let (stripe, sampled) = enter(self.config.latency_sample_every);
+            let started = (sampled || self.time_every_call).then(|| self.clock.now_nanos());
             return Ok(Ticket {
                 word,
                 started,
                 probe: None,
+                stripe: stripe_u32(stripe),
             });
         }
         self.admit_slow(word)
@@ -268,11 +277,17 @@ impl Shared {
 
     /// Whether a call would be admitted now, without admitting it or counting anything: what a
     /// service's `poll_ready` asks.
+    #[inline]
     pub(crate) fn peek(&self) -> Result<(), Rejection> {
-        let word = self.word.load(Ordering::Acquire);
-        if word::admits_freely(word) {
-            return Ok(());
+        if word::admits_freely(self.word.load(Ordering::Acquire)) {
+            Ok(())
+        } else {
+            self.peek_slow()
         }
+    }
+
+    #[cold]
+    fn peek_slow(&self) -> Result<(), Rejection> {
         let now = self.clock.now_nanos();
         self.with_lock(|guard| {
             guard.tick(now);
@@ -320,7 +335,23 @@ impl Shared {
 
     // ===== recording =====
 
+    /// Records how an admitted call ended. The common case (a plain closed success, untimed,
+    /// no window) is inlined: one relaxed add on the thread's stripe and one load of the word.
+    #[inline]
     pub(crate) fn record(&self, ticket: Ticket, ending: Ending) {
+        if ending == Ending::Finished(Outcome::Success)
+            && ticket.started.is_none()
+            && ticket.probe.is_none()
+            && self.window.is_none()
+        {
+            self.counters.add_at(ticket.stripe as usize, Count::Success);
+            self.closed_success(ticket.word);
+            return;
+        }
+        self.record_slow(ticket, ending);
+    }
+
+    fn record_slow(&self, ticket: Ticket, ending: Ending) {
         let (count, effect) = match ending {
             Ending::Finished(Outcome::Success) => (Count::Success, Effect::Success),
             Ending::Finished(Outcome::Failure) => (Count::Failure, Effect::Failure),
@@ -331,7 +362,8 @@ impl Shared {
                 CancelledCalls::Failure => (Count::Cancelled, Effect::Failure),
             },
         };
-        self.counters.add(count);
+        let stripe = ticket.stripe as usize;
+        self.counters.add_at(stripe, count);
 
         let needs_clock =
             ticket.started.is_some() || ticket.probe.is_some() || self.record_needs_clock;
@@ -342,7 +374,8 @@ impl Shared {
         };
         let elapsed = ticket.started.map(|started| now.saturating_sub(started));
         if let (Some(elapsed), Ending::Finished(_)) = (elapsed, ending) {
-            self.counters.add_latency(Duration::from_nanos(elapsed));
+            self.counters
+                .add_latency_at(stripe, Duration::from_nanos(elapsed));
         }
 
         if let Some(slot) = ticket.probe {
@@ -397,6 +430,7 @@ impl Shared {
     }
 
     /// A success in closed or disabled: clears the consecutive count, writing only if it is not 0.
+    #[inline]
     fn closed_success(&self, admitted: u64) {
         let mut current = self.word.load(Ordering::Relaxed);
         while word::same_generation(current, admitted) && word::count(current) != 0 {
@@ -633,11 +667,15 @@ impl Guard<'_> {
         self.tick(now);
         let current = self.word();
         match word::tag(current) {
-            CLOSED | DISABLED => Ok(Ticket {
-                word: current,
-                started: sample_this_call(self.shared.config.latency_sample_every).then_some(now),
-                probe: None,
-            }),
+            CLOSED | DISABLED => {
+                let (stripe, sampled) = enter(self.shared.config.latency_sample_every);
+                Ok(Ticket {
+                    word: current,
+                    started: (sampled || self.shared.time_every_call).then_some(now),
+                    probe: None,
+                    stripe: stripe_u32(stripe),
+                })
+            }
             OPEN => {
                 let until = self.shared.open_until.load(Ordering::Relaxed);
                 Err(self.shared.reject_open(Some(until.saturating_sub(now))))
@@ -652,6 +690,7 @@ impl Guard<'_> {
                         Ok(Ticket {
                             word: current,
                             started: Some(now),
+                            stripe: stripe_u32(stripe_index()),
                             // Slots are at most MAX_HALF_OPEN_CALLS.
                             probe: u32::try_from(slot).ok(),
                         })

@@ -103,13 +103,20 @@ impl Counters {
         std::mem::size_of_val(&*self.stripes)
     }
 
-    fn stripe(&self) -> &Stripe {
+    fn stripe(&self, index: usize) -> &Stripe {
         // The length is a power of two.
-        &self.stripes[stripe_index() & (self.stripes.len() - 1)]
+        &self.stripes[index & (self.stripes.len() - 1)]
     }
 
+    /// Adds `count` on this thread's stripe.
     pub(crate) fn add(&self, count: Count) {
-        let stripe = self.stripe();
+        self.add_at(stripe_index(), count);
+    }
+
+    /// Adds `count` on stripe `index` (a thread's, from [`enter`]).
+    #[inline]
+    pub(crate) fn add_at(&self, index: usize, count: Count) {
+        let stripe = self.stripe(index);
         let counter = match count {
             Count::Success => &stripe.successes,
             Count::Failure => &stripe.failures,
@@ -126,8 +133,8 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn add_latency(&self, latency: Duration) {
-        let stripe = self.stripe();
+    pub(crate) fn add_latency_at(&self, index: usize, latency: Duration) {
+        let stripe = self.stripe(index);
         let nanos = duration_nanos(latency);
         stripe.latency_samples.fetch_add(1, Relaxed);
         stripe.latency_sum.fetch_add(nanos, Relaxed);
@@ -178,39 +185,62 @@ impl Counters {
     }
 }
 
-thread_local! {
-    static STRIPE_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    static SAMPLE_COUNTDOWN: Cell<u32> = const { Cell::new(0) };
+/// What a thread keeps for the breakers it calls: its stripe, and a countdown to the next timed
+/// call. One thread-local, read once per admitted call.
+#[derive(Clone, Copy)]
+struct ThreadState {
+    /// `u32::MAX` until the thread first calls.
+    stripe: u32,
+    countdown: u32,
 }
 
-fn stripe_index() -> usize {
+thread_local! {
+    static THREAD: Cell<ThreadState> = const {
+        Cell::new(ThreadState { stripe: u32::MAX, countdown: 0 })
+    };
+}
+
+fn new_stripe() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Never u32::MAX, the "unassigned" mark.
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x7fff_ffff
+}
+
+/// This thread's stripe, for counts made outside an admitted call (rejections, probes); the
+/// sampling countdown is left alone.
+pub(crate) fn stripe_index() -> usize {
     if cfg!(loom) {
         return 0;
     }
-    STRIPE_INDEX.with(|index| {
-        let mut value = index.get();
-        if value == usize::MAX {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            value = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            index.set(value);
+    THREAD.with(|cell| {
+        let mut state = cell.get();
+        if state.stripe == u32::MAX {
+            state.stripe = new_stripe();
+            cell.set(state);
         }
-        value
+        state.stripe as usize
     })
 }
 
-/// Whether this call should be timed: true once every `every` calls on this thread.
-pub(crate) fn sample_this_call(every: u32) -> bool {
-    if every <= 1 {
-        return true;
+/// For one admitted call: this thread's stripe, and whether to time the call (true once every
+/// `every` calls on this thread; every call when `every` is 1).
+#[inline]
+pub(crate) fn enter(every: u32) -> (usize, bool) {
+    if cfg!(loom) {
+        return (0, every <= 1);
     }
-    SAMPLE_COUNTDOWN.with(|countdown| {
-        let left = countdown.get();
-        if left == 0 {
-            countdown.set(every - 1);
-            true
-        } else {
-            countdown.set(left - 1);
-            false
+    THREAD.with(|cell| {
+        let mut state = cell.get();
+        if state.stripe == u32::MAX {
+            state.stripe = new_stripe();
         }
+        let timed = state.countdown == 0;
+        state.countdown = if timed {
+            every.saturating_sub(1)
+        } else {
+            state.countdown - 1
+        };
+        cell.set(state);
+        (state.stripe as usize, timed)
     })
 }

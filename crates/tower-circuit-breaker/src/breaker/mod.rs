@@ -182,6 +182,7 @@ impl CircuitBreaker {
     ///
     /// A [`Rejection`] when the circuit is open or isolated, or half-open with every probe slot
     /// taken.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<&Self>, Rejection> {
         self.shared.admit().map(|ticket| Permit::new(self, ticket))
     }
@@ -192,6 +193,7 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
+    #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedPermit, Rejection> {
         self.shared
             .admit()
@@ -287,6 +289,7 @@ impl CircuitBreaker {
     }
 
     /// Whether a call would be admitted now; admits and counts nothing (what `poll_ready` asks).
+    #[inline]
     pub(crate) fn peek(&self) -> Result<(), Rejection> {
         self.shared.peek()
     }

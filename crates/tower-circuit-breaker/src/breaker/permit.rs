@@ -35,6 +35,7 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
     }
 
     /// The call succeeded.
+    #[inline]
     pub fn success(self) {
         self.record(Outcome::Success);
     }
@@ -55,6 +56,7 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
     }
 
     /// Records `outcome`.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
         self.end(Ending::Finished(outcome));
     }
@@ -70,6 +72,7 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
         self.ticket.map_or(0, |ticket| ticket.generation())
     }
 
+    #[inline]
     fn end(&mut self, ending: Ending) {
         if let Some(ticket) = self.ticket.take() {
             self.breaker.borrow().shared.record(ticket, ending);

@@ -17,15 +17,16 @@ pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     breaker: CircuitBreaker,
     classifier: C,
     backpressure: bool,
+    /// The breaker would admit and the inner service is ready: the common case, kept apart from
+    /// `readiness` so the call path touches one flag and no drop glue.
+    inner_ready: bool,
     readiness: Readiness,
 }
 
 /// What the last `poll_ready` found, for the next `call`.
 enum Readiness {
-    /// Not polled since the last call.
+    /// Not polled since the last call, or ready (see `inner_ready`).
     Unpolled,
-    /// The breaker would admit and the inner service is ready.
-    InnerReady,
     /// The breaker rejects: `call` hands this back without touching the inner service.
     Rejecting(Rejection),
     /// Backpressure mode: waiting for the breaker to admit again.
@@ -56,6 +57,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             breaker,
             classifier,
             backpressure,
+            inner_ready: false,
             readiness: Readiness::Unpolled,
         }
     }
@@ -99,16 +101,21 @@ where
             }
             match self.breaker.peek() {
                 Ok(()) => {
+                    if !matches!(self.readiness, Readiness::Unpolled) {
+                        self.readiness = Readiness::Unpolled;
+                    }
                     ready!(self.inner.poll_ready(cx)).map_err(Into::into)?;
-                    self.readiness = Readiness::InnerReady;
+                    self.inner_ready = true;
                     return Poll::Ready(Ok(()));
                 }
                 Err(_) if self.backpressure => {
+                    self.inner_ready = false;
                     let breaker = self.breaker.clone();
                     self.readiness =
                         Readiness::Waiting(Box::pin(async move { breaker.ready().await }));
                 }
                 Err(rejection) => {
+                    self.inner_ready = false;
                     self.readiness = Readiness::Rejecting(rejection);
                     return Poll::Ready(Ok(()));
                 }
@@ -117,8 +124,8 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        match std::mem::replace(&mut self.readiness, Readiness::Unpolled) {
-            Readiness::InnerReady => match self.breaker.try_acquire_owned() {
+        if std::mem::take(&mut self.inner_ready) {
+            return match self.breaker.try_acquire_owned() {
                 Ok(permit) => ResponseFuture::called(
                     self.inner.call(request),
                     permit,
@@ -126,7 +133,9 @@ where
                 ),
                 // The state changed since `poll_ready`: counted by `try_acquire`.
                 Err(rejection) => ResponseFuture::rejected(rejection.into_error()),
-            },
+            };
+        }
+        match std::mem::replace(&mut self.readiness, Readiness::Unpolled) {
             Readiness::Rejecting(rejection) => {
                 self.breaker.count_rejection(&rejection);
                 ResponseFuture::rejected(rejection.into_error())
