@@ -71,6 +71,24 @@ enum Effect {
     Neutral,
 }
 
+/// What the state allows now (see `Guard::verdict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Closed or disabled: admit freely (the word of the generation).
+    Admit(u64),
+    /// Half-open with a free probe slot.
+    Probe(u64),
+    /// Open until then (clock nanoseconds), or isolated (`None`).
+    Open(Option<u64>),
+    /// Half-open with every probe slot taken.
+    Full,
+}
+
+/// Time left until `until`, if there is a deadline.
+fn retry_after(until: Option<u64>, now: u64) -> Option<u64> {
+    until.map(|until| until.saturating_sub(now))
+}
+
 /// Whether `ready()` can return, or until when it should wait (`None`: until a transition).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outlook {
@@ -289,22 +307,10 @@ impl Shared {
     #[cold]
     fn peek_slow(&self) -> Result<(), Rejection> {
         let now = self.clock.now_nanos();
-        self.with_lock(|guard| {
-            guard.tick(now);
-            let current = guard.word();
-            match word::tag(current) {
-                OPEN => {
-                    let until = self.open_until.load(Ordering::Relaxed);
-                    Err(self.open_rejection(Some(until.saturating_sub(now))))
-                }
-                ISOLATED => Err(self.open_rejection(None)),
-                HALF_OPEN if guard.locked.probes_in_flight >= self.config.half_open_max_calls => {
-                    Err(Rejection::HalfOpenFull(HalfOpenFull::new(
-                        self.name.clone(),
-                    )))
-                }
-                _ => Ok(()),
-            }
+        self.with_lock(|guard| match guard.verdict(now) {
+            Verdict::Admit(_) | Verdict::Probe(_) => Ok(()),
+            Verdict::Open(until) => Err(self.open_rejection(retry_after(until, now))),
+            Verdict::Full => Err(self.full_rejection()),
         })
     }
 
@@ -330,6 +336,10 @@ impl Shared {
 
     fn reject_half_open(&self) -> Rejection {
         self.counters.add(Count::RejectedHalfOpen);
+        self.full_rejection()
+    }
+
+    fn full_rejection(&self) -> Rejection {
         Rejection::HalfOpenFull(HalfOpenFull::new(self.name.clone()))
     }
 
@@ -365,13 +375,12 @@ impl Shared {
         let stripe = ticket.stripe as usize;
         self.counters.add_at(stripe, count);
 
+        // Read the clock only for what needs it: a timed call, a probe, a time window. A trip
+        // that needs the time later reads it then (`now_or_read`).
         let needs_clock =
             ticket.started.is_some() || ticket.probe.is_some() || self.record_needs_clock;
-        let now = if needs_clock {
-            self.clock.now_nanos()
-        } else {
-            0
-        };
+        let read_now = needs_clock.then(|| self.clock.now_nanos());
+        let now = read_now.unwrap_or(0);
         let elapsed = ticket.started.map(|started| now.saturating_sub(started));
         if let (Some(elapsed), Ending::Finished(_)) = (elapsed, ending) {
             self.counters
@@ -396,7 +405,7 @@ impl Shared {
         };
         if let Some(window) = &self.window {
             let slow = elapsed.is_some_and(|elapsed| elapsed >= self.rules.slow_nanos);
-            self.record_in_window(window, ticket.word, failure, slow, now);
+            self.record_in_window(window, ticket.word, failure, slow, read_now);
         }
     }
 
@@ -407,24 +416,21 @@ impl Shared {
         admitted: u64,
         failure: bool,
         slow: bool,
-        now: u64,
+        now: Option<u64>,
     ) {
         let current = self.word.load(Ordering::Relaxed);
         if !word::same_generation(current, admitted) {
             return;
         }
-        let Some(counts) = window.record(failure, slow, now) else {
+        // A count window ignores the time; a time window always has it.
+        let Some(counts) = window.record(failure, slow, now.unwrap_or(0)) else {
             return;
         };
         if !(failure || slow) || word::tag(current) != CLOSED {
             return;
         }
         if let Some(reason) = self.rules.judge(counts) {
-            let now = if self.record_needs_clock {
-                now
-            } else {
-                self.clock.now_nanos()
-            };
+            let now = now.unwrap_or_else(|| self.clock.now_nanos());
             self.with_lock(|guard| guard.trip(admitted, reason, now));
         }
     }
@@ -479,11 +485,11 @@ impl Shared {
     pub(crate) fn state(&self) -> CircuitState {
         let word = self.word.load(Ordering::Acquire);
         match word::tag(word) {
-            OPEN if self.clock.now_nanos() < self.open_until.load(Ordering::Relaxed) => {
-                CircuitState::Open
-            }
             OPEN | HALF_OPEN => {
                 let now = self.clock.now_nanos();
+                if word::tag(word) == OPEN && now < self.open_until.load(Ordering::Relaxed) {
+                    return CircuitState::Open;
+                }
                 self.with_lock(|guard| {
                     guard.tick(now);
                     word::state(guard.word())
@@ -663,11 +669,25 @@ impl Guard<'_> {
             .min()
     }
 
-    fn admit(&mut self, now: u64) -> Result<Ticket, Rejection> {
+    /// What the state allows now, after what time alone decides: the one reading of the state
+    /// that admission, `peek` and `ready` share.
+    fn verdict(&mut self, now: u64) -> Verdict {
         self.tick(now);
         let current = self.word();
         match word::tag(current) {
-            CLOSED | DISABLED => {
+            CLOSED | DISABLED => Verdict::Admit(current),
+            OPEN => Verdict::Open(Some(self.shared.open_until.load(Ordering::Relaxed))),
+            ISOLATED => Verdict::Open(None),
+            _ if self.locked.probes_in_flight < self.shared.config.half_open_max_calls => {
+                Verdict::Probe(current)
+            }
+            _ => Verdict::Full,
+        }
+    }
+
+    fn admit(&mut self, now: u64) -> Result<Ticket, Rejection> {
+        match self.verdict(now) {
+            Verdict::Admit(current) => {
                 let (stripe, sampled) = enter(self.shared.config.latency_sample_every);
                 Ok(Ticket {
                     word: current,
@@ -676,12 +696,7 @@ impl Guard<'_> {
                     stripe: stripe_u32(stripe),
                 })
             }
-            OPEN => {
-                let until = self.shared.open_until.load(Ordering::Relaxed);
-                Err(self.shared.reject_open(Some(until.saturating_sub(now))))
-            }
-            ISOLATED => Err(self.shared.reject_open(None)),
-            _ => {
+            Verdict::Probe(current) => {
                 let free = self.locked.probes.iter().position(Option::is_none);
                 match free {
                     Some(slot) => {
@@ -698,19 +713,16 @@ impl Guard<'_> {
                     None => Err(self.shared.reject_half_open()),
                 }
             }
+            Verdict::Open(until) => Err(self.shared.reject_open(retry_after(until, now))),
+            Verdict::Full => Err(self.shared.reject_half_open()),
         }
     }
 
     fn outlook(&mut self, now: u64) -> Outlook {
-        self.tick(now);
-        match word::tag(self.word()) {
-            CLOSED | DISABLED => Outlook::Admits,
-            OPEN => Outlook::WaitUntil(Some(self.shared.open_until.load(Ordering::Relaxed))),
-            ISOLATED => Outlook::WaitUntil(None),
-            _ if self.locked.probes_in_flight < self.shared.config.half_open_max_calls => {
-                Outlook::Admits
-            }
-            _ => Outlook::WaitUntil(self.earliest_probe_deadline()),
+        match self.verdict(now) {
+            Verdict::Admit(_) | Verdict::Probe(_) => Outlook::Admits,
+            Verdict::Open(until) => Outlook::WaitUntil(until),
+            Verdict::Full => Outlook::WaitUntil(self.earliest_probe_deadline()),
         }
     }
 
