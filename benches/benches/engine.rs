@@ -68,9 +68,12 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{config, ready_now, request, tower_resilience, upstream};
+
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 use tower_circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, FailureRateRule,
     SlidingWindow,
@@ -100,15 +103,6 @@ fn guarded(breaker: &CircuitBreaker) -> u64 {
     result.unwrap_or(0)
 }
 
-/// Polls `future` once with a no-op waker; every future benched here is ready at once.
-fn ready_now<F: Future>(future: F) -> F::Output {
-    let mut context = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut context) {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("the benched futures never wait"),
-    }
-}
-
 /// Polls `future` until it is ready, with a no-op waker, re-polling at once while it is pending
 /// (as a busy executor would). Used where two threads share a peer's async lock: a parking
 /// executor makes the peer's contended `tokio` mutex fall into a hand-off convoy whose cost (one
@@ -122,23 +116,6 @@ fn spin_on<F: Future>(future: F) -> F::Output {
         }
         std::hint::spin_loop();
     }
-}
-
-/// The `layer` bench's request: `ready()`, `call()` and the response; 0 on an error.
-async fn request<S>(service: &mut S) -> u64
-where
-    S: Service<u64, Response = u64>,
-{
-    match service.ready().await {
-        Ok(ready) => ready.call(black_box(1)).await.unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
-/// The `layer` bench's upstream service.
-fn upstream(
-) -> impl Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static {
-    service_fn(|request: u64| async move { Ok::<_, BoxError>(request) })
 }
 
 /// A failing operation, to trip the peers.
@@ -155,7 +132,6 @@ mod peers {
     use failsafe::failure_policy::{self, ConsecutiveFailures};
     use failsafe::{backoff, Config, StateMachine};
     use recloser::{AsyncRecloser, Recloser};
-    use tower_resilience_circuitbreaker::CircuitBreakerLayer;
 
     use super::{failing, operation};
 
@@ -219,15 +195,6 @@ mod peers {
     /// The async face of a recloser.
     pub(super) fn async_recloser(breaker: Recloser) -> Arc<AsyncRecloser> {
         Arc::new(AsyncRecloser::from(breaker))
-    }
-
-    /// tower-resilience-circuitbreaker's layer, opening after `failures` consecutive failures.
-    pub(super) fn tower_resilience(failures: usize, pause: Duration) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::builder()
-            .consecutive_failures(failures)
-            .wait_duration_in_open(pause)
-            .build()
-            .expect("valid config")
     }
 }
 
@@ -430,7 +397,7 @@ fn closed_2threads(c: &mut Criterion) {
     let ours = CircuitBreakerLayer::new(breaker.clone()).layer(upstream());
     bench_pair(&mut group, "ours_layer", || layer_worker(ours.clone()));
     assert_eq!(breaker.state(), CircuitState::Closed);
-    let theirs = peers::tower_resilience(5, BREAK).layer(upstream());
+    let theirs = tower_resilience(5, BREAK).layer(upstream());
     bench_pair(&mut group, "tower_resilience", || {
         layer_worker(theirs.clone())
     });
@@ -483,13 +450,6 @@ fn open_async(c: &mut Criterion) {
     assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(breaker.metrics().total_calls, 1);
     assert!(!failsafe.is_call_permitted());
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
 }
 
 criterion_group! {

@@ -24,10 +24,6 @@
 //! Run with `cargo bench -p benches --bench layer`; estimates land in
 //! `target/criterion/<group>/<id>/new/estimates.json`.
 
-use std::future::Future;
-use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -35,46 +31,21 @@ use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
 use tower_circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
 };
-use tower_resilience_circuitbreaker as tower_resilience;
+
+mod support;
+use support::{config, ready_now, tower_resilience, upstream};
 
 /// Our break for the closed benches, and the peer's.
 const BREAK: Duration = Duration::from_secs(30);
 /// The break for the open benches: nothing half-opens during a run.
 const LONG_BREAK: Duration = Duration::from_secs(3600);
 
-/// tower-resilience-circuitbreaker's layer, opening after `failures` consecutive failures.
-fn tower_resilience(failures: usize, pause: Duration) -> tower_resilience::CircuitBreakerLayer {
-    tower_resilience::CircuitBreakerLayer::builder()
-        .consecutive_failures(failures)
-        .wait_duration_in_open(pause)
-        .build()
-        .expect("valid config")
-}
-
-/// Polls `future` once with a no-op waker; every future benched here is ready at once.
-fn ready_now<F: Future>(future: F) -> F::Output {
-    let mut context = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut context) {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("the benched services never wait"),
-    }
-}
-
-/// `ready()`, `call()` and the response, as a client makes one request; 0 on an error.
+/// One request, made to completion at once.
 fn request<S>(service: &mut S) -> u64
 where
     S: Service<u64, Response = u64>,
 {
-    ready_now(async {
-        match service.ready().await {
-            Ok(ready) => ready.call(black_box(1)).await.unwrap_or(0),
-            Err(_) => 0,
-        }
-    })
-}
-
-fn upstream() -> impl Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send {
-    service_fn(|request: u64| async move { Ok::<_, BoxError>(request) })
+    ready_now(support::request(service))
 }
 
 /// The upstream with an outage on request 0, to trip the peer through its layer.
@@ -99,7 +70,10 @@ fn layer_closed(c: &mut Criterion) {
     group.bench_function("tower_resilience", |b| b.iter(|| request(&mut theirs)));
     group.finish();
     assert_eq!(breaker.state(), CircuitState::Closed);
-    assert_eq!(theirs.state_sync(), tower_resilience::CircuitState::Closed);
+    assert_eq!(
+        theirs.state_sync(),
+        tower_resilience_circuitbreaker::CircuitState::Closed
+    );
 }
 
 fn layer_open(c: &mut Criterion) {
@@ -123,13 +97,6 @@ fn layer_open(c: &mut Criterion) {
     group.finish();
     assert_eq!(breaker.state(), CircuitState::Open);
     assert!(theirs.is_open());
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
 }
 
 criterion_group! {
