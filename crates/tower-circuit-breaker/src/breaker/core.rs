@@ -27,32 +27,96 @@ use crate::{
 /// How many transitions a slow subscriber may fall behind before it sees `Lagged`.
 const EVENT_CAPACITY: usize = 64;
 
-/// Stripe indices come from a 31-bit counter.
-#[allow(clippy::cast_possible_truncation)]
-const fn stripe_u32(stripe: usize) -> u32 {
-    stripe as u32
-}
+/// What kind of call a ticket is for (the low byte of its `meta`).
+const PLAIN: u64 = 0;
+/// A closed call, timed from `started`.
+const TIMED: u64 = 1;
+/// A half-open probe holding a slot, timed from `started`.
+const PROBE: u64 = 2;
+/// A ticket already recorded: what a permit keeps once its call has ended.
+const SPENT: u64 = 3;
 
-/// What an admitted call carries until it is recorded.
+/// What an admitted call carries until it is recorded: two words, so the optimizer keeps it in
+/// registers while it travels inside the caller's `Result<Permit, Rejection>`.
+///
+/// ```text
+///  meta: 63        32 31          16 15       8 7      0
+///       +------------+--------------+----------+--------+
+///       | generation |  probe slot  |  stripe  |  kind  |
+///       +------------+--------------+----------+--------+
+/// ```
+///
+/// The generation sits where the state word keeps it, so `word::same_generation` compares a
+/// ticket with the word directly.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
-    /// The state word when the call was admitted: its generation and state.
-    word: u64,
-    /// When the call started, if it is timed.
-    started: Option<u64>,
-    /// The half-open probe slot it holds, if it is a probe.
-    probe: Option<u32>,
-    /// The counter stripe of the thread that admitted it.
-    stripe: u32,
+    meta: u64,
+    /// When the call started (clock nanoseconds); meaningful for a timed call or a probe.
+    started: u64,
 }
 
 impl Ticket {
-    pub(crate) fn is_probe(&self) -> bool {
-        self.probe.is_some()
+    fn new(word: u64, kind: u64, stripe: usize, probe: u16, started: u64) -> Self {
+        // Stripes are at most 64 and a power of two, so their low byte picks the same stripe.
+        let stripe = (stripe as u64) & 0xff;
+        Self {
+            meta: (word::generation(word) << 32) | (u64::from(probe) << 16) | (stripe << 8) | kind,
+            started,
+        }
     }
 
-    pub(crate) fn generation(&self) -> u64 {
-        word::generation(self.word)
+    /// A closed call's ticket, timed if `started` is given.
+    fn closed(word: u64, started: Option<u64>, stripe: usize) -> Self {
+        match started {
+            Some(started) => Self::new(word, TIMED, stripe, 0, started),
+            None => Self::new(word, PLAIN, stripe, 0, 0),
+        }
+    }
+
+    fn kind(self) -> u64 {
+        self.meta & 0xff
+    }
+
+    /// Whether it is still to be recorded.
+    pub(crate) fn is_live(self) -> bool {
+        self.kind() != SPENT
+    }
+
+    /// Marks it recorded, returning what it was.
+    pub(crate) fn spend(&mut self) -> Self {
+        let live = *self;
+        self.meta = (self.meta & !0xff) | SPENT;
+        live
+    }
+
+    pub(crate) fn is_probe(self) -> bool {
+        self.kind() == PROBE
+    }
+
+    pub(crate) fn generation(self) -> u64 {
+        word::generation(self.meta)
+    }
+
+    /// A word of the generation the call was admitted in, for `word::same_generation`.
+    fn admitted(self) -> u64 {
+        self.meta
+    }
+
+    #[allow(clippy::cast_possible_truncation)] // masked to 8 bits
+    fn stripe(self) -> usize {
+        ((self.meta >> 8) & 0xff) as usize
+    }
+
+    /// When the call started, if it is timed.
+    fn started(self) -> Option<u64> {
+        matches!(self.kind(), TIMED | PROBE).then_some(self.started)
+    }
+
+    /// The probe slot it holds, if it is a probe.
+    fn probe(self) -> Option<u32> {
+        #[allow(clippy::cast_possible_truncation)] // masked to 16 bits
+        self.is_probe()
+            .then_some(((self.meta >> 16) & 0xffff) as u32)
     }
 }
 
@@ -268,12 +332,7 @@ impl Shared {
         if word::admits_freely(word) {
             let (stripe, sampled) = enter(self.config.latency_sample_every);
             let started = (sampled || self.time_every_call).then(|| self.clock.now_nanos());
-            return Ok(Ticket {
-                word,
-                started,
-                probe: None,
-                stripe: stripe_u32(stripe),
-            });
+            return Ok(Ticket::closed(word, started, stripe));
         }
         self.admit_slow(word)
     }
@@ -350,12 +409,11 @@ impl Shared {
     #[inline]
     pub(crate) fn record(&self, ticket: Ticket, ending: Ending) {
         if ending == Ending::Finished(Outcome::Success)
-            && ticket.started.is_none()
-            && ticket.probe.is_none()
+            && ticket.kind() == PLAIN
             && self.window.is_none()
         {
-            self.counters.add_at(ticket.stripe as usize, Count::Success);
-            self.closed_success(ticket.word);
+            self.counters.add_at(ticket.stripe(), Count::Success);
+            self.closed_success(ticket.admitted());
             return;
         }
         self.record_slow(ticket, ending);
@@ -372,32 +430,31 @@ impl Shared {
                 CancelledCalls::Failure => (Count::Cancelled, Effect::Failure),
             },
         };
-        let stripe = ticket.stripe as usize;
+        let stripe = ticket.stripe();
         self.counters.add_at(stripe, count);
 
         // Read the clock only for what needs it: a timed call, a probe, a time window. A trip
         // that needs the time later reads it then (`now_or_read`).
-        let needs_clock =
-            ticket.started.is_some() || ticket.probe.is_some() || self.record_needs_clock;
+        let needs_clock = ticket.kind() != PLAIN || self.record_needs_clock;
         let read_now = needs_clock.then(|| self.clock.now_nanos());
         let now = read_now.unwrap_or(0);
-        let elapsed = ticket.started.map(|started| now.saturating_sub(started));
+        let elapsed = ticket.started().map(|started| now.saturating_sub(started));
         if let (Some(elapsed), Ending::Finished(_)) = (elapsed, ending) {
             self.counters
                 .add_latency_at(stripe, Duration::from_nanos(elapsed));
         }
 
-        if let Some(slot) = ticket.probe {
-            self.with_lock(|guard| guard.finish_probe(ticket.word, slot, effect, now));
+        if let Some(slot) = ticket.probe() {
+            self.with_lock(|guard| guard.finish_probe(ticket.admitted(), slot, effect, now));
             return;
         }
         let failure = match effect {
             Effect::Success => {
-                self.closed_success(ticket.word);
+                self.closed_success(ticket.admitted());
                 false
             }
             Effect::Failure => {
-                self.closed_failure(ticket.word);
+                self.closed_failure(ticket.admitted());
                 true
             }
             // Ignored and cancelled calls are not in the window.
@@ -405,7 +462,7 @@ impl Shared {
         };
         if let Some(window) = &self.window {
             let slow = elapsed.is_some_and(|elapsed| elapsed >= self.rules.slow_nanos);
-            self.record_in_window(window, ticket.word, failure, slow, read_now);
+            self.record_in_window(window, ticket.admitted(), failure, slow, read_now);
         }
     }
 
@@ -689,12 +746,8 @@ impl Guard<'_> {
         match self.verdict(now) {
             Verdict::Admit(current) => {
                 let (stripe, sampled) = enter(self.shared.config.latency_sample_every);
-                Ok(Ticket {
-                    word: current,
-                    started: (sampled || self.shared.time_every_call).then_some(now),
-                    probe: None,
-                    stripe: stripe_u32(stripe),
-                })
+                let timed = sampled || self.shared.time_every_call;
+                Ok(Ticket::closed(current, timed.then_some(now), stripe))
             }
             Verdict::Probe(current) => {
                 let free = self.locked.probes.iter().position(Option::is_none);
@@ -702,13 +755,9 @@ impl Guard<'_> {
                     Some(slot) => {
                         self.locked.probes[slot] = Some(now);
                         self.locked.probes_in_flight += 1;
-                        Ok(Ticket {
-                            word: current,
-                            started: Some(now),
-                            stripe: stripe_u32(stripe_index()),
-                            // Slots are at most MAX_HALF_OPEN_CALLS.
-                            probe: u32::try_from(slot).ok(),
-                        })
+                        // Slots are fewer than MAX_HALF_OPEN_CALLS, which fits in 16 bits.
+                        let slot = u16::try_from(slot).unwrap_or(u16::MAX);
+                        Ok(Ticket::new(current, PROBE, stripe_index(), slot, now))
                     }
                     None => Err(self.shared.reject_half_open()),
                 }

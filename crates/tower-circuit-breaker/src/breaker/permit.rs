@@ -20,7 +20,8 @@ use crate::Outcome;
 #[must_use = "a permit dropped without an outcome counts as a cancelled call"]
 pub struct Permit<B: Borrow<CircuitBreaker>> {
     breaker: B,
-    ticket: Option<Ticket>,
+    /// Spent once the call is recorded.
+    ticket: Ticket,
 }
 
 /// A permit that owns a handle to its breaker.
@@ -28,10 +29,7 @@ pub type OwnedPermit = Permit<CircuitBreaker>;
 
 impl<B: Borrow<CircuitBreaker>> Permit<B> {
     pub(crate) fn new(breaker: B, ticket: Ticket) -> Self {
-        Self {
-            breaker,
-            ticket: Some(ticket),
-        }
+        Self { breaker, ticket }
     }
 
     /// The call succeeded.
@@ -63,18 +61,19 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
 
     /// Whether this call is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        self.ticket.is_some_and(|ticket| ticket.is_probe())
+        self.ticket.is_probe()
     }
 
     /// The breaker generation the call was admitted in. Its outcome moves the state only while
     /// the breaker is still in that generation.
     pub fn generation(&self) -> u64 {
-        self.ticket.map_or(0, |ticket| ticket.generation())
+        self.ticket.generation()
     }
 
     #[inline]
     fn end(&mut self, ending: Ending) {
-        if let Some(ticket) = self.ticket.take() {
+        if self.ticket.is_live() {
+            let ticket = self.ticket.spend();
             self.breaker.borrow().shared.record(ticket, ending);
         }
     }
