@@ -13,6 +13,7 @@ use criterion::Criterion;
 use tower::{service_fn, BoxError, Service, ServiceExt};
 
 /// Polls `future` once with a no-op waker; every future benched with it is ready at once.
+#[inline(always)]
 pub(crate) fn ready_now<F: Future>(future: F) -> F::Output {
     let mut context = Context::from_waker(Waker::noop());
     match pin!(future).poll(&mut context) {

@@ -272,6 +272,18 @@ struct Announce {
     wake: bool,
 }
 
+/// The slow half of [`Shared::record`], behind the `"C"` ABI so that calls to it cannot unwind.
+///
+/// A call that cannot unwind needs no landing pad in the caller, so the caller's permit is not
+/// kept in memory for one: without this, the permit moved into `success()` was copied through the
+/// stack, and the copy cost more than the rest of a closed call. Nothing here panics; if
+/// something did, the process would abort rather than unwind.
+#[inline(never)]
+#[allow(improper_ctypes_definitions)] // called from Rust only: the ABI is for `nounwind`, not for C
+extern "C" fn record_slow(shared: &Shared, ticket: Ticket, ending: Ending) {
+    shared.record_slow_inner(ticket, ending);
+}
+
 impl Shared {
     /// Builds the state; `config` must already be validated.
     pub(crate) fn new(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
@@ -416,10 +428,10 @@ impl Shared {
             self.closed_success(ticket.admitted());
             return;
         }
-        self.record_slow(ticket, ending);
+        record_slow(self, ticket, ending);
     }
 
-    fn record_slow(&self, ticket: Ticket, ending: Ending) {
+    fn record_slow_inner(&self, ticket: Ticket, ending: Ending) {
         let (count, effect) = match ending {
             Ending::Finished(Outcome::Success) => (Count::Success, Effect::Success),
             Ending::Finished(Outcome::Failure) => (Count::Failure, Effect::Failure),

@@ -103,9 +103,11 @@ impl Counters {
         std::mem::size_of_val(&*self.stripes)
     }
 
-    fn stripe(&self, index: usize) -> &Stripe {
-        // The length is a power of two.
-        &self.stripes[index & (self.stripes.len() - 1)]
+    /// Stripe `index`, wrapped to the number of stripes. Always `Some` (there is at least one
+    /// stripe, and the length is a power of two); `get` rather than indexing keeps a panic branch
+    /// off the hot path, where it would make the caller keep its permit in memory for unwinding.
+    fn stripe(&self, index: usize) -> Option<&Stripe> {
+        self.stripes.get(index & self.stripes.len().wrapping_sub(1))
     }
 
     /// Adds `count` on this thread's stripe.
@@ -116,7 +118,9 @@ impl Counters {
     /// Adds `count` on stripe `index` (a thread's, from [`enter`]).
     #[inline]
     pub(crate) fn add_at(&self, index: usize, count: Count) {
-        let stripe = self.stripe(index);
+        let Some(stripe) = self.stripe(index) else {
+            return;
+        };
         let counter = match count {
             Count::Success => &stripe.successes,
             Count::Failure => &stripe.failures,
@@ -134,7 +138,9 @@ impl Counters {
     }
 
     pub(crate) fn add_latency_at(&self, index: usize, latency: Duration) {
-        let stripe = self.stripe(index);
+        let Some(stripe) = self.stripe(index) else {
+            return;
+        };
         let nanos = duration_nanos(latency);
         stripe.latency_samples.fetch_add(1, Relaxed);
         stripe.latency_sum.fetch_add(nanos, Relaxed);
@@ -185,62 +191,63 @@ impl Counters {
     }
 }
 
-/// What a thread keeps for the breakers it calls: its stripe, and a countdown to the next timed
-/// call. One thread-local, read once per admitted call.
-#[derive(Clone, Copy)]
-struct ThreadState {
-    /// `u32::MAX` until the thread first calls.
-    stripe: u32,
-    countdown: u32,
-}
+/// What a thread keeps for the breakers it calls, in one word: its stripe in the high half (with
+/// `ASSIGNED` set once it has one) and, in the low half, a countdown of calls to the next timed
+/// one. An untimed call loads the word, decrements it and stores it back.
+const ASSIGNED: u64 = 1 << 63;
 
 thread_local! {
-    static THREAD: Cell<ThreadState> = const {
-        Cell::new(ThreadState { stripe: u32::MAX, countdown: 0 })
-    };
+    static THREAD: Cell<u64> = const { Cell::new(0) };
 }
 
-fn new_stripe() -> u32 {
+fn new_stripe() -> u64 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    // Never u32::MAX, the "unassigned" mark.
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x7fff_ffff
+    u64::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x7fff_ffff)
+}
+
+/// The stripe in a thread's word, assigning one if it has none yet; the countdown is kept.
+fn assigned(state: u64) -> u64 {
+    if state & ASSIGNED != 0 {
+        state
+    } else {
+        (new_stripe() << 32) | ASSIGNED | (state & 0xffff_ffff)
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)] // 31 bits
+fn stripe_of(state: u64) -> usize {
+    ((state >> 32) & 0x7fff_ffff) as usize
 }
 
 /// This thread's stripe, for counts made outside an admitted call (rejections, probes); the
-/// sampling countdown is left alone.
+/// countdown is left as it is.
 pub(crate) fn stripe_index() -> usize {
     if cfg!(loom) {
         return 0;
     }
     THREAD.with(|cell| {
-        let mut state = cell.get();
-        if state.stripe == u32::MAX {
-            state.stripe = new_stripe();
-            cell.set(state);
-        }
-        state.stripe as usize
+        let state = assigned(cell.get());
+        cell.set(state);
+        stripe_of(state)
     })
 }
 
 /// For one admitted call: this thread's stripe, and whether to time the call (true once every
-/// `every` calls on this thread; every call when `every` is 1).
+/// `every` calls on this thread, counting calls to every breaker; every call when `every` is 1).
 #[inline]
 pub(crate) fn enter(every: u32) -> (usize, bool) {
     if cfg!(loom) {
         return (0, every <= 1);
     }
     THREAD.with(|cell| {
-        let mut state = cell.get();
-        if state.stripe == u32::MAX {
-            state.stripe = new_stripe();
+        let state = cell.get();
+        if state & 0xffff_ffff != 0 {
+            cell.set(state - 1);
+            return (stripe_of(state), false);
         }
-        let timed = state.countdown == 0;
-        state.countdown = if timed {
-            every.saturating_sub(1)
-        } else {
-            state.countdown - 1
-        };
+        // A thread's first call, or the countdown is out: time this call, count down again.
+        let state = (assigned(state) & !0xffff_ffff) | u64::from(every.saturating_sub(1));
         cell.set(state);
-        (state.stripe as usize, timed)
+        (stripe_of(state), true)
     })
 }

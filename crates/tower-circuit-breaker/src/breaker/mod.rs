@@ -92,6 +92,7 @@
 //! # }
 //! ```
 
+mod call;
 mod core;
 mod counters;
 mod permit;
@@ -106,6 +107,7 @@ use std::task::Poll;
 
 use tokio::sync::broadcast;
 
+use self::call::Call;
 use self::core::{Outlook, Shared};
 pub use self::permit::{OwnedPermit, Permit};
 use crate::{
@@ -209,12 +211,15 @@ impl CircuitBreaker {
     /// [`CircuitBreakerError::Open`] or [`CircuitBreakerError::HalfOpenFull`] when the call is
     /// rejected (the operation is not run), [`CircuitBreakerError::OperationFailed`] with the
     /// operation's error.
-    pub async fn call<F, Fut, T, E>(&self, operation: F) -> Result<T, CircuitBreakerError<E>>
+    pub fn call<F, Fut, T, E>(
+        &self,
+        operation: F,
+    ) -> impl Future<Output = Result<T, CircuitBreakerError<E>>> + use<'_, F, Fut, T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.call_with(&ErrorIsFailure, operation).await
+        self.call_with(&ErrorIsFailure, operation)
     }
 
     /// Runs `operation` through the breaker, with `classifier` deciding how its result counts (an
@@ -240,20 +245,17 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub async fn call_with<C, F, Fut, T, E>(
-        &self,
-        classifier: &C,
+    pub fn call_with<'a, C, F, Fut, T, E>(
+        &'a self,
+        classifier: &'a C,
         operation: F,
-    ) -> Result<T, CircuitBreakerError<E>>
+    ) -> impl Future<Output = Result<T, CircuitBreakerError<E>>> + use<'a, C, F, Fut, T, E>
     where
         C: Classify<T, E> + ?Sized,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let permit = self.try_acquire()?;
-        let result = operation().await;
-        permit.record(classifier.classify(&result));
-        result.map_err(CircuitBreakerError::OperationFailed)
+        Call::new(self, classifier, operation)
     }
 
     /// Waits until the breaker would admit a call: it is closed or disabled, or half-open with a

@@ -80,6 +80,7 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
 }
 
 impl<B: Borrow<CircuitBreaker>> Drop for Permit<B> {
+    #[inline]
     fn drop(&mut self) {
         self.end(Ending::Cancelled);
     }

@@ -93,6 +93,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
             if let Readiness::Waiting(wait) = &mut self.readiness {
@@ -123,6 +124,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
         if std::mem::take(&mut self.inner_ready) {
             return match self.breaker.try_acquire_owned() {
