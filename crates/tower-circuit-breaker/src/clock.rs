@@ -12,6 +12,23 @@
 //! Times are kept inside the engine as nanoseconds since the clock was made, so they fit in one
 //! atomic word.
 //!
+//! # Rejections while open: the coarse clock
+//!
+//! Reading Tokio's clock (the system's monotonic clock) costs about 24 ns on the machines this
+//! project is measured on, more than the rest of a rejection. So while the circuit is open, a
+//! breaker on [`Clock::tokio`] first asks the kernel's coarse monotonic clock
+//! (`CLOCK_MONOTONIC_COARSE` on Linux, about 3 ns, updated every scheduler tick): when the break
+//! is at least two of its ticks from its end, the call is rejected without the precise read. Close
+//! to the end, and always elsewhere, the precise clock decides, so a break never ends later than
+//! it would with the precise clock alone. The one figure it moves is the rejection's
+//! [`retry_after`](crate::CircuitOpen::retry_after), which is then correct to within one tick
+//! (1 to 10 ms, depending on the kernel's `HZ`).
+//!
+//! Tokio's clock is the system's clock except inside a runtime whose time is paused, and only a
+//! current-thread runtime can pause it. So the coarse clock is used only on a thread that is not
+//! inside a current-thread runtime, and only for a break that began on such a thread; a test that
+//! pauses time gets Tokio's time, exactly. [`Clock::manual`] is cheap to read and never uses it.
+//!
 //! # Example
 //!
 //! ```
@@ -67,6 +84,39 @@ impl Clock {
         Self {
             kind: ClockKind::Manual(clock.clone()),
         }
+    }
+
+    /// A time on the coarse clock before which a break ending at `until` (this clock's
+    /// nanoseconds) is certainly not over; 0 if the coarse clock cannot be used (see the module
+    /// docs).
+    pub(crate) fn coarse_deadline(&self, until: u64) -> u64 {
+        if !matches!(self.kind, ClockKind::Tokio { .. }) || !coarse::usable_here() {
+            return 0;
+        }
+        // Coarse first, precise second: the coarse reading is not ahead of the precise one, so
+        // the deadline is not later than the break's end, less two ticks of margin.
+        let Some(coarse) = coarse::now() else {
+            return 0;
+        };
+        let left = until.saturating_sub(self.now_nanos());
+        coarse
+            .saturating_add(left)
+            .saturating_sub(2 * coarse::resolution())
+    }
+
+    /// If the coarse clock shows `deadline` (from [`coarse_deadline`](Self::coarse_deadline))
+    /// still ahead, about how long until the break ends; `None` when the precise clock must
+    /// decide.
+    #[inline]
+    pub(crate) fn coarse_left(&self, deadline: u64) -> Option<u64> {
+        if deadline == 0 {
+            return None;
+        }
+        let now = coarse::now()?;
+        if now >= deadline || !coarse::usable_here() {
+            return None;
+        }
+        Some(deadline - now + 2 * coarse::resolution())
     }
 
     /// Nanoseconds since this clock was made.
@@ -184,7 +234,126 @@ impl fmt::Debug for ManualClock {
     }
 }
 
+/// The kernel's coarse monotonic clock, where there is one.
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+mod coarse {
+    use std::sync::OnceLock;
+
+    use rustix::time::{clock_getres, clock_gettime, ClockId, Timespec};
+
+    fn nanos(time: Timespec) -> Option<u64> {
+        let secs = u64::try_from(time.tv_sec).ok()?;
+        let nanos = u64::try_from(time.tv_nsec).ok()?;
+        secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    }
+
+    /// The coarse monotonic clock, in nanoseconds since boot.
+    #[inline]
+    pub(super) fn now() -> Option<u64> {
+        nanos(clock_gettime(ClockId::MonotonicCoarse))
+    }
+
+    /// How far the coarse clock can lag the precise one: one tick.
+    pub(super) fn resolution() -> u64 {
+        static RESOLUTION: OnceLock<u64> = OnceLock::new();
+        // A tick is at most 10 ms (HZ = 100); if the kernel will not say, assume that.
+        *RESOLUTION
+            .get_or_init(|| nanos(clock_getres(ClockId::MonotonicCoarse)).unwrap_or(10_000_000))
+    }
+
+    /// Whether Tokio's clock is the system's on this thread: it can be paused only inside a
+    /// current-thread runtime.
+    #[inline]
+    pub(super) fn usable_here() -> bool {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) => handle.runtime_flavor() == RuntimeFlavor::MultiThread,
+            Err(_) => true,
+        }
+    }
+}
+
+/// No coarse clock: the precise clock decides every time.
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(loom))))]
+mod coarse {
+    pub(super) fn now() -> Option<u64> {
+        None
+    }
+
+    pub(super) fn resolution() -> u64 {
+        0
+    }
+
+    pub(super) fn usable_here() -> bool {
+        false
+    }
+}
+
 /// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years).
 pub(crate) fn duration_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn outside_a_runtime_a_running_break_is_judged_on_the_coarse_clock() {
+        let clock = Clock::tokio();
+        let until = clock.now_nanos() + 60 * SECOND;
+        let deadline = clock.coarse_deadline(until);
+        assert_ne!(deadline, 0, "the coarse clock is usable outside a runtime");
+        let left = clock.coarse_left(deadline).expect("a minute left");
+        let tick = coarse::resolution();
+        // Within a few ticks of the minute, never more than the minute and the margin.
+        assert!(left <= 60 * SECOND + 2 * tick, "{left}");
+        assert!(left + 3 * tick + SECOND / 10 >= 60 * SECOND, "{left}");
+    }
+
+    #[test]
+    fn the_last_ticks_of_a_break_go_to_the_precise_clock() {
+        let clock = Clock::tokio();
+        // A break ending now, or one tick from now: the coarse clock may not decide it.
+        for left in [0, coarse::resolution()] {
+            let deadline = clock.coarse_deadline(clock.now_nanos() + left);
+            assert_eq!(clock.coarse_left(deadline), None, "{left} ns left");
+        }
+    }
+
+    #[test]
+    fn a_manual_clock_never_uses_the_coarse_clock() {
+        let clock = Clock::manual(&ManualClock::new());
+        assert_eq!(clock.coarse_deadline(3600 * SECOND), 0);
+        assert_eq!(clock.coarse_left(0), None);
+    }
+
+    #[test]
+    fn a_current_thread_runtime_may_pause_time_so_it_gets_the_precise_clock() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let clock = Clock::tokio();
+        let until = clock.now_nanos() + 60 * SECOND;
+        let outside = clock.coarse_deadline(until);
+        runtime.block_on(async {
+            assert_eq!(clock.coarse_deadline(until), 0);
+            assert_eq!(clock.coarse_left(outside), None);
+        });
+    }
+
+    #[test]
+    fn a_multi_thread_runtime_cannot_pause_time_so_it_may_use_the_coarse_clock() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let clock = Clock::tokio();
+        runtime.block_on(async {
+            let deadline = clock.coarse_deadline(clock.now_nanos() + 60 * SECOND);
+            assert!(clock.coarse_left(deadline).is_some());
+        });
+    }
 }

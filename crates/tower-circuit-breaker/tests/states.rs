@@ -353,3 +353,24 @@ fn state_helpers_follow_the_specification() {
     }
     assert_eq!(serde_json::to_string(&HalfOpen).unwrap(), "\"half_open\"");
 }
+
+/// Outside a runtime, a running break is judged on the kernel's coarse clock: the rejection still
+/// says how long is left, to within a few milliseconds, and is counted.
+#[test]
+fn a_rejection_outside_a_runtime_says_how_long_the_break_has_left() {
+    let hour = Duration::from_secs(3600);
+    let config = CircuitBreakerConfig::default()
+        .failure_threshold(1)
+        .break_duration(hour);
+    let breaker = CircuitBreaker::with_config("coarse", config).unwrap();
+    breaker.try_acquire().unwrap().failure();
+    for _ in 0..3 {
+        let Err(Rejection::Open(open)) = breaker.try_acquire() else {
+            panic!("open");
+        };
+        let left = open.retry_after().expect("a running break");
+        assert!(left <= hour + Duration::from_millis(25), "{left:?}");
+        assert!(left >= hour - Duration::from_secs(1), "{left:?}");
+    }
+    assert_eq!(breaker.metrics().rejected_open, 3);
+}

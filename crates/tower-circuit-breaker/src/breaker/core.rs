@@ -165,6 +165,9 @@ pub(crate) struct Shared {
     /// End of the current break (clock nanoseconds); meaningful while the word says open. Written
     /// before the word that announces it, so a reader that saw the word sees this.
     open_until: AtomicU64,
+    /// The same break's end on the coarse clock, less a margin (`Clock::coarse_deadline`); 0 when
+    /// the precise clock must decide. Written with `open_until`.
+    open_gate: AtomicU64,
     pub(crate) name: Arc<str>,
     pub(crate) config: CircuitBreakerConfig,
     pub(crate) clock: Clock,
@@ -298,6 +301,7 @@ impl Shared {
         Self {
             word: AtomicU64::new(word::pack(0, CLOSED, 0)),
             open_until: AtomicU64::new(0),
+            open_gate: AtomicU64::new(0),
             half_open_timeout_nanos: duration_nanos(config.half_open_timeout),
             record_needs_clock: window.as_ref().is_some_and(Window::needs_clock),
             time_every_call: config.slow_call.is_some(),
@@ -349,19 +353,44 @@ impl Shared {
         self.admit_slow(word)
     }
 
+    /// Admission outside closed and disabled: a rejection while the break runs, without the lock
+    /// (and mostly without the precise clock); the lock for anything else.
     #[cold]
     fn admit_slow(&self, word: u64) -> Result<Ticket, Rejection> {
-        if word::tag(word) == ISOLATED {
-            return Err(self.reject_open(None));
+        let now = match word::tag(word) {
+            ISOLATED => return Err(self.reject_open(None)),
+            OPEN => match self.open_for() {
+                Ok(left) => return Err(self.reject_open(Some(left))),
+                Err(now) => now,
+            },
+            _ => self.clock.now_nanos(),
+        };
+        self.admit_locked(now)
+    }
+
+    #[inline(never)]
+    fn admit_locked(&self, now: u64) -> Result<Ticket, Rejection> {
+        self.with_lock(|guard| guard.admit(now))
+    }
+
+    /// For a word that says open: `Ok(time left)` while the break runs, or `Err(now)` once it is
+    /// over (the precise time, read for the transition). Asks the coarse clock first (see
+    /// [`Clock`]'s docs).
+    #[inline]
+    fn open_for(&self) -> Result<u64, u64> {
+        if let Some(left) = self
+            .clock
+            .coarse_left(self.open_gate.load(Ordering::Relaxed))
+        {
+            return Ok(left);
         }
         let now = self.clock.now_nanos();
-        if word::tag(word) == OPEN {
-            let until = self.open_until.load(Ordering::Relaxed);
-            if now < until {
-                return Err(self.reject_open(Some(until - now)));
-            }
+        let until = self.open_until.load(Ordering::Relaxed);
+        if now < until {
+            Ok(until - now)
+        } else {
+            Err(now)
         }
-        self.with_lock(|guard| guard.admit(now))
     }
 
     /// Whether a call would be admitted now, without admitting it or counting anything: what a
@@ -377,7 +406,14 @@ impl Shared {
 
     #[cold]
     fn peek_slow(&self) -> Result<(), Rejection> {
-        let now = self.clock.now_nanos();
+        let word = self.word.load(Ordering::Acquire);
+        let now = match word::tag(word) {
+            OPEN => match self.open_for() {
+                Ok(left) => return Err(self.open_rejection(Some(left))),
+                Err(now) => now,
+            },
+            _ => self.clock.now_nanos(),
+        };
         self.with_lock(|guard| match guard.verdict(now) {
             Verdict::Admit(_) | Verdict::Probe(_) => Ok(()),
             Verdict::Open(until) => Err(self.open_rejection(retry_after(until, now))),
@@ -881,9 +917,11 @@ impl Guard<'_> {
         if to == OPEN {
             let pause = self.next_break(from);
             self.locked.break_duration = pause;
+            let until = now.saturating_add(duration_nanos(pause));
+            self.shared.open_until.store(until, Ordering::Relaxed);
             self.shared
-                .open_until
-                .store(now.saturating_add(duration_nanos(pause)), Ordering::Relaxed);
+                .open_gate
+                .store(self.shared.clock.coarse_deadline(until), Ordering::Relaxed);
         }
         if to == CLOSED {
             self.locked.reopens = 0;

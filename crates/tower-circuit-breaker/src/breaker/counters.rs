@@ -221,6 +221,7 @@ fn stripe_of(state: u64) -> usize {
 
 /// This thread's stripe, for counts made outside an admitted call (rejections, probes); the
 /// countdown is left as it is.
+#[inline]
 pub(crate) fn stripe_index() -> usize {
     if cfg!(loom) {
         return 0;
