@@ -13,6 +13,11 @@ use criterion::Criterion;
 use tower::{service_fn, BoxError, Service, ServiceExt};
 
 /// Polls `future` once with a no-op waker; every future benched with it is ready at once.
+///
+/// Always inlined, for every id alike: as a separate function it copied each future into its own
+/// frame just after the caller had written it, and that copy read the future back in wider loads
+/// than it was written with, a stall that cost the peers 14 to 20 ns a call and ours 10. A future
+/// in a real program is moved into its task long before it is polled.
 #[inline(always)]
 pub(crate) fn ready_now<F: Future>(future: F) -> F::Output {
     let mut context = Context::from_waker(Waker::noop());

@@ -52,14 +52,24 @@
 //! [`latency_sample_every`](crate::CircuitBreakerConfig::latency_sample_every) per thread (every
 //! call with a slow-call rule or a time window). No lock, no allocation.
 //!
+//! While the circuit is open, a rejection takes no lock either: it reads the kernel's coarse
+//! clock (about 3 ns) rather than the precise one (about 24 ns) while the break is more than two
+//! scheduler ticks from its end, wherever Tokio's time cannot be paused; see [`Clock`](crate::Clock)
+//! for what that changes (only a rejection's `retry_after`, by at most a tick).
+//!
+//! What makes a call cheap is also what the compiler can keep in registers: a permit is a
+//! reference and two words, the slow half of recording cannot unwind (so the caller's permit
+//! needs no stack copy for a landing pad), and the future of [`call`](CircuitBreaker::call) is
+//! written by hand so its `poll` inlines into the caller's.
+//!
 //! Memory is fixed when the breaker is built ([`size_in_bytes`](CircuitBreaker::size_in_bytes)).
 //! Measured on the 2-core machines this project is built on (4 counter stripes of 256 bytes):
 //!
 //! | configuration | bytes per breaker |
 //! |---|---|
-//! | default (consecutive failures only) | 1,734 |
-//! | with a 100-call count window | 1,834 (+1 byte a call) |
-//! | with a 60 s / 60-bucket time window | 2,694 (+16 bytes a bucket) |
+//! | default (consecutive failures only) | 1,741 |
+//! | with a 100-call count window | 1,841 (+1 byte a call) |
+//! | with a 60 s / 60-bucket time window | 2,701 (+16 bytes a bucket) |
 //!
 //! Counter stripes are twice the cores (at least 4, at most 64), so a 32-core machine spends
 //! 16 KiB on them.
