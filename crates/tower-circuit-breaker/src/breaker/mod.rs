@@ -54,7 +54,7 @@
 //!
 //! While the circuit is open, a rejection takes no lock either: it reads the kernel's coarse
 //! clock (about 3 ns) rather than the precise one (about 24 ns) while the break is more than two
-//! scheduler ticks from its end, wherever Tokio's time cannot be paused; see [`Clock`](crate::Clock)
+//! scheduler ticks from its end, wherever Tokio's time cannot be paused; see [`Clock`]
 //! for what that changes (only a rejection's `retry_after`, by at most a tick).
 //!
 //! What makes a call cheap is also what the compiler can keep in registers: a permit is a
