@@ -244,6 +244,39 @@ async fn async_operation() -> Result<u64, ()> {
     Ok(black_box(1))
 }
 
+/// The ids `ours`, `failsafe` and `recloser` of an async group: one call through each, awaited
+/// by [`ready_now`].
+fn async_ids(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    breaker: &CircuitBreaker,
+    failsafe: &peers::Failsafe,
+    recloser: &recloser::AsyncRecloser,
+) {
+    group.bench_function("ours", |b| {
+        b.iter(|| ready_now(breaker.call(async_operation)).unwrap_or(0));
+    });
+    group.bench_function("failsafe", |b| {
+        b.iter(|| {
+            let call = failsafe::futures::CircuitBreaker::call(failsafe, async_operation());
+            ready_now(call).unwrap_or(0)
+        });
+    });
+    group.bench_function("recloser", |b| {
+        b.iter(|| ready_now(recloser.call(async_operation())).unwrap_or(0));
+    });
+}
+
+/// Ours for the open benches: tripped by one failure, with a break of an hour.
+fn open_breaker() -> CircuitBreaker {
+    let config = CircuitBreakerConfig::default()
+        .failure_threshold(1)
+        .break_duration(LONG_BREAK);
+    let breaker = CircuitBreaker::with_config("bench", config).expect("valid config");
+    breaker.try_acquire().expect("closed").failure();
+    assert_eq!(breaker.state(), CircuitState::Open);
+    breaker
+}
+
 fn closed_async(c: &mut Criterion) {
     let breaker = CircuitBreaker::new("bench");
     let failsafe = peers::failsafe(5, BREAK);
@@ -252,18 +285,7 @@ fn closed_async(c: &mut Criterion) {
     group.bench_function("bare", |b| {
         b.iter(|| ready_now(async_operation()).unwrap_or(0));
     });
-    group.bench_function("ours", |b| {
-        b.iter(|| ready_now(breaker.call(async_operation)).unwrap_or(0));
-    });
-    group.bench_function("failsafe", |b| {
-        b.iter(|| {
-            let call = failsafe::futures::CircuitBreaker::call(&failsafe, async_operation());
-            ready_now(call).unwrap_or(0)
-        });
-    });
-    group.bench_function("recloser", |b| {
-        b.iter(|| ready_now(recloser.call(async_operation())).unwrap_or(0));
-    });
+    async_ids(&mut group, &breaker, &failsafe, &recloser);
     group.finish();
     assert_eq!(breaker.state(), CircuitState::Closed);
     assert!(failsafe.is_call_permitted());
@@ -406,12 +428,7 @@ fn closed_2threads(c: &mut Criterion) {
 }
 
 fn open_sync(c: &mut Criterion) {
-    let config = CircuitBreakerConfig::default()
-        .failure_threshold(1)
-        .break_duration(LONG_BREAK);
-    let breaker = CircuitBreaker::with_config("bench", config).expect("valid config");
-    breaker.try_acquire().expect("closed").failure();
-    assert_eq!(breaker.state(), CircuitState::Open);
+    let breaker = open_breaker();
     let failsafe = peers::failsafe_open(LONG_BREAK);
     let recloser = peers::recloser_open(LONG_BREAK);
     let mut group = c.benchmark_group("open_sync");
@@ -425,27 +442,11 @@ fn open_sync(c: &mut Criterion) {
 }
 
 fn open_async(c: &mut Criterion) {
-    let config = CircuitBreakerConfig::default()
-        .failure_threshold(1)
-        .break_duration(LONG_BREAK);
-    let breaker = CircuitBreaker::with_config("bench", config).expect("valid config");
-    breaker.try_acquire().expect("closed").failure();
-    assert_eq!(breaker.state(), CircuitState::Open);
+    let breaker = open_breaker();
     let failsafe = peers::failsafe_open(LONG_BREAK);
     let recloser = peers::async_recloser(peers::recloser_open(LONG_BREAK));
     let mut group = c.benchmark_group("open_async");
-    group.bench_function("ours", |b| {
-        b.iter(|| ready_now(breaker.call(async_operation)).unwrap_or(0));
-    });
-    group.bench_function("failsafe", |b| {
-        b.iter(|| {
-            let call = failsafe::futures::CircuitBreaker::call(&failsafe, async_operation());
-            ready_now(call).unwrap_or(0)
-        });
-    });
-    group.bench_function("recloser", |b| {
-        b.iter(|| ready_now(recloser.call(async_operation())).unwrap_or(0));
-    });
+    async_ids(&mut group, &breaker, &failsafe, &recloser);
     group.finish();
     assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(breaker.metrics().total_calls, 1);

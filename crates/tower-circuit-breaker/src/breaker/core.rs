@@ -397,16 +397,16 @@ impl Shared {
     /// service's `poll_ready` asks.
     #[inline]
     pub(crate) fn peek(&self) -> Result<(), Rejection> {
-        if word::admits_freely(self.word.load(Ordering::Acquire)) {
+        let word = self.word.load(Ordering::Acquire);
+        if word::admits_freely(word) {
             Ok(())
         } else {
-            self.peek_slow()
+            self.peek_slow(word)
         }
     }
 
     #[cold]
-    fn peek_slow(&self) -> Result<(), Rejection> {
-        let word = self.word.load(Ordering::Acquire);
+    fn peek_slow(&self, word: u64) -> Result<(), Rejection> {
         let now = match word::tag(word) {
             OPEN => match self.open_for() {
                 Ok(left) => return Err(self.open_rejection(Some(left))),
@@ -482,7 +482,7 @@ impl Shared {
         self.counters.add_at(stripe, count);
 
         // Read the clock only for what needs it: a timed call, a probe, a time window. A trip
-        // that needs the time later reads it then (`now_or_read`).
+        // from the window without a time of its own reads it then (`record_in_window`).
         let needs_clock = ticket.kind() != PLAIN || self.record_needs_clock;
         let read_now = needs_clock.then(|| self.clock.now_nanos());
         let now = read_now.unwrap_or(0);
@@ -589,19 +589,18 @@ impl Shared {
     /// overran its timeout).
     pub(crate) fn state(&self) -> CircuitState {
         let word = self.word.load(Ordering::Acquire);
-        match word::tag(word) {
-            OPEN | HALF_OPEN => {
-                let now = self.clock.now_nanos();
-                if word::tag(word) == OPEN && now < self.open_until.load(Ordering::Relaxed) {
-                    return CircuitState::Open;
-                }
-                self.with_lock(|guard| {
-                    guard.tick(now);
-                    word::state(guard.word())
-                })
-            }
-            _ => word::state(word),
-        }
+        let now = match word::tag(word) {
+            OPEN => match self.open_for() {
+                Ok(_) => return CircuitState::Open,
+                Err(now) => now,
+            },
+            HALF_OPEN => self.clock.now_nanos(),
+            _ => return word::state(word),
+        };
+        self.with_lock(|guard| {
+            guard.tick(now);
+            word::state(guard.word())
+        })
     }
 
     pub(crate) fn outlook(&self) -> Outlook {

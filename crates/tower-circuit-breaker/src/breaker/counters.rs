@@ -227,7 +227,11 @@ pub(crate) fn stripe_index() -> usize {
         return 0;
     }
     THREAD.with(|cell| {
-        let state = assigned(cell.get());
+        let state = cell.get();
+        if state & ASSIGNED != 0 {
+            return stripe_of(state);
+        }
+        let state = assigned(state);
         cell.set(state);
         stripe_of(state)
     })
