@@ -1,14 +1,32 @@
 //! State transitions, as [`CircuitBreaker::subscribe`](crate::CircuitBreaker::subscribe) delivers
 //! them and as the `tracing` events describe them.
+//!
+//! Both serialize to JSON with stable field names: a [`Transition`] as `breaker`, `from`, `to`,
+//! `reason`, `generation` and `at` (RFC 3339, UTC); a [`TransitionReason`] as its `kind` in
+//! `snake_case`, its figures (durations as seconds, in fields ending `_seconds`) and `message`,
+//! the phrase it displays as:
+//!
+//! ```
+//! use tower_circuit_breaker::TransitionReason;
+//!
+//! let reason = TransitionReason::ConsecutiveFailures { failures: 5 };
+//! assert_eq!(
+//!     serde_json::to_string(&reason).unwrap(),
+//!     r#"{"kind":"consecutive_failures","failures":5,"message":"5 consecutive failures"}"#,
+//! );
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
 use crate::CircuitState;
 
 /// One change of state of one breaker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Transition {
     /// The breaker's name.
@@ -22,6 +40,7 @@ pub struct Transition {
     /// The generation the breaker entered (it grows by one on every transition).
     pub generation: u64,
     /// Wall-clock time of the change.
+    #[serde(with = "humantime_serde")]
     pub at: SystemTime,
 }
 
@@ -123,6 +142,64 @@ impl fmt::Display for TransitionReason {
             Self::Disabled => f.write_str("disabled by hand"),
             Self::Automatic => f.write_str("manual override lifted"),
         }
+    }
+}
+
+impl TransitionReason {
+    /// The reason's kind in `snake_case`, as in JSON: `consecutive_failures`, `failure_rate`,
+    /// `slow_call_rate`, `break_elapsed`, `probes_succeeded`, `probe_failed`, `probe_timed_out`,
+    /// `reset`, `isolated`, `disabled`, `automatic`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::ConsecutiveFailures { .. } => "consecutive_failures",
+            Self::FailureRate { .. } => "failure_rate",
+            Self::SlowCallRate { .. } => "slow_call_rate",
+            Self::BreakElapsed { .. } => "break_elapsed",
+            Self::ProbesSucceeded { .. } => "probes_succeeded",
+            Self::ProbeFailed => "probe_failed",
+            Self::ProbeTimedOut { .. } => "probe_timed_out",
+            Self::Reset => "reset",
+            Self::Isolated => "isolated",
+            Self::Disabled => "disabled",
+            Self::Automatic => "automatic",
+        }
+    }
+}
+
+impl Serialize for TransitionReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_map(None)?;
+        out.serialize_entry("kind", self.kind())?;
+        match self {
+            Self::ConsecutiveFailures { failures } => out.serialize_entry("failures", failures)?,
+            Self::FailureRate {
+                rate,
+                threshold,
+                calls,
+                window,
+            }
+            | Self::SlowCallRate {
+                rate,
+                threshold,
+                calls,
+                window,
+            } => {
+                out.serialize_entry("rate", rate)?;
+                out.serialize_entry("threshold", threshold)?;
+                out.serialize_entry("calls", calls)?;
+                out.serialize_entry("window_seconds", &window.map(|span| span.as_secs_f64()))?;
+            }
+            Self::BreakElapsed { break_duration } => {
+                out.serialize_entry("break_duration_seconds", &break_duration.as_secs_f64())?;
+            }
+            Self::ProbesSucceeded { successes } => out.serialize_entry("successes", successes)?,
+            Self::ProbeTimedOut { timeout } => {
+                out.serialize_entry("timeout_seconds", &timeout.as_secs_f64())?;
+            }
+            Self::ProbeFailed | Self::Reset | Self::Isolated | Self::Disabled | Self::Automatic => {}
+        }
+        out.serialize_entry("message", &self.to_string())?;
+        out.end()
     }
 }
 

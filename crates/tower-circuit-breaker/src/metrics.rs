@@ -4,9 +4,42 @@
 //! when asked; nothing is kept twice on the call path. Counters only grow (a
 //! [`reset`](crate::CircuitBreaker::reset) clears the counts the trip rules use, not these), so
 //! they can be exported as Prometheus counters.
+//!
+//! # As JSON
+//!
+//! The snapshot implements [`Serialize`]; these field names are stable (a health endpoint shows
+//! them). Durations are numbers of seconds, in fields ending `_seconds`; wall-clock times are
+//! RFC 3339 strings in UTC; `null` stands for "none".
+//!
+//! ```
+//! use tower_circuit_breaker::CircuitBreaker;
+//!
+//! let breaker = CircuitBreaker::new("inventory");
+//! let json = serde_json::to_value(breaker.metrics()).unwrap();
+//! assert_eq!(json["name"], "inventory");
+//! assert_eq!(json["state"], "closed");
+//! assert_eq!(json["break_duration_seconds"], 30.0);
+//! assert_eq!(json["last_transition_reason"], serde_json::Value::Null);
+//! ```
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `name`, `state`, `generation` | the breaker, its state (`closed`, `open`, `half_open`, `isolated`, `disabled`), transitions so far |
+//! | `total_calls`, `successful_calls`, `failed_calls`, `timeouts`, `ignored_calls`, `cancelled_calls` | finished calls by outcome |
+//! | `rejected_open`, `rejected_half_open` | calls turned away |
+//! | `consecutive_failures`, `half_open_in_flight` | the counts the rules use now |
+//! | `last_state_change` | RFC 3339 time of the last transition, or `null` |
+//! | `time_in_state_seconds`, `next_probe_in_seconds`, `break_duration_seconds` | time in this state, time left in the break (`null` unless open), the break's length |
+//! | `latency` | `samples`, `sum_seconds`, `min_seconds`, `max_seconds`, `avg_seconds`, `buckets` (counts per [`LATENCY_BUCKETS`] bucket, the last unbounded) |
+//! | `transitions` | `to_closed`, `to_open`, `to_half_open`, `to_isolated`, `to_disabled` |
+//! | `last_transition_reason` | a [`TransitionReason`] as JSON: `kind`, its figures, and `message` |
+//! | `window` | `calls`, `failures`, `slow_calls`, `failure_rate`, `slow_call_rate`; `null` without a rate rule |
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::{CircuitState, TransitionReason};
 
@@ -27,8 +60,8 @@ pub const LATENCY_BUCKETS: [Duration; 13] = [
     Duration::from_secs(10),
 ];
 
-/// A snapshot of one breaker.
-#[derive(Debug, Clone, PartialEq)]
+/// A snapshot of one breaker. Serializes to the JSON described in the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct CircuitMetrics {
     /// The breaker's name.
@@ -58,10 +91,13 @@ pub struct CircuitMetrics {
     /// Probes in flight (half-open only).
     pub half_open_in_flight: u32,
     /// Wall-clock time of the last transition, if there was one.
+    #[serde(with = "humantime_serde")]
     pub last_state_change: Option<SystemTime>,
     /// Time spent in the current state (by the breaker's clock).
+    #[serde(rename = "time_in_state_seconds", serialize_with = "seconds")]
     pub time_in_state: Duration,
     /// Time left until the next probe, while open.
+    #[serde(rename = "next_probe_in_seconds", serialize_with = "option_seconds")]
     pub next_probe_in: Option<Duration>,
     /// Sampled call latency.
     pub latency: LatencyMetrics,
@@ -73,7 +109,25 @@ pub struct CircuitMetrics {
     pub window: Option<WindowMetrics>,
     /// How long the current (or, when not open, the last) break lasts: grows with
     /// [`break_backoff`](crate::CircuitBreakerConfig::break_backoff).
+    #[serde(rename = "break_duration_seconds", serialize_with = "seconds")]
     pub break_duration: Duration,
+}
+
+/// A duration as a number of seconds.
+pub(crate) fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+/// An optional duration as a number of seconds or `null`.
+#[allow(clippy::ref_option)] // the signature serde's `serialize_with` asks for
+pub(crate) fn option_seconds<S: Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.serialize_some(&duration.as_secs_f64()),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// What the sliding window holds now.
@@ -86,6 +140,18 @@ pub struct WindowMetrics {
     pub failures: u64,
     /// Slow calls in the window (0 without a slow-call rule).
     pub slow_calls: u64,
+}
+
+impl Serialize for WindowMetrics {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("WindowMetrics", 5)?;
+        out.serialize_field("calls", &self.calls)?;
+        out.serialize_field("failures", &self.failures)?;
+        out.serialize_field("slow_calls", &self.slow_calls)?;
+        out.serialize_field("failure_rate", &self.failure_rate())?;
+        out.serialize_field("slow_call_rate", &self.slow_call_rate())?;
+        out.end()
+    }
 }
 
 impl WindowMetrics {
@@ -147,6 +213,20 @@ pub struct LatencyMetrics {
     pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
 }
 
+impl Serialize for LatencyMetrics {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let secs = |duration: Option<Duration>| duration.map(|d| d.as_secs_f64());
+        let mut out = serializer.serialize_struct("LatencyMetrics", 6)?;
+        out.serialize_field("samples", &self.samples)?;
+        out.serialize_field("sum_seconds", &self.sum.as_secs_f64())?;
+        out.serialize_field("min_seconds", &secs(self.min))?;
+        out.serialize_field("max_seconds", &secs(self.max))?;
+        out.serialize_field("avg_seconds", &secs(self.avg()))?;
+        out.serialize_field("buckets", &self.buckets[..])?;
+        out.end()
+    }
+}
+
 impl LatencyMetrics {
     /// The mean duration of the sampled calls.
     pub fn avg(&self) -> Option<Duration> {
@@ -158,7 +238,7 @@ impl LatencyMetrics {
 }
 
 /// How many times a breaker entered each state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[non_exhaustive]
 pub struct TransitionCounts {
     /// Into closed.

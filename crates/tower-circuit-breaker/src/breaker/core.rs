@@ -7,6 +7,7 @@
 //! Transitions are announced (tracing event, subscribers, `ready()` waiters) after the lock is
 //! released.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,8 @@ use crate::{
 
 /// How many transitions a slow subscriber may fall behind before it sees `Lagged`.
 const EVENT_CAPACITY: usize = 64;
+/// Transitions a breaker remembers for [`CircuitBreaker::recent_transitions`](crate::CircuitBreaker::recent_transitions).
+pub(crate) const RECENT_TRANSITIONS: usize = 10;
 
 /// What kind of call a ticket is for (the low byte of its `meta`).
 const PLAIN: u64 = 0;
@@ -176,6 +179,8 @@ pub(crate) struct Shared {
     /// Woken on every transition and whenever a probe slot frees up.
     pub(crate) changed: Notify,
     events: broadcast::Sender<Transition>,
+    /// A second channel every transition is sent to, shared with other breakers (a registry's).
+    also_to: Option<broadcast::Sender<Transition>>,
     half_open_timeout_nanos: u64,
     /// The sliding window of the rate rules, if any.
     window: Option<Window>,
@@ -260,6 +265,8 @@ struct Locked {
     reopens: u32,
     /// The current (or last) break.
     break_duration: Duration,
+    /// The last few transitions, oldest first (allocated on the first transition).
+    recent: VecDeque<Transition>,
 }
 
 /// The lock held, with the transitions to announce once it is released.
@@ -289,7 +296,12 @@ extern "C" fn record_slow(shared: &Shared, ticket: Ticket, ending: Ending) {
 
 impl Shared {
     /// Builds the state; `config` must already be validated.
-    pub(crate) fn new(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        config: CircuitBreakerConfig,
+        clock: Clock,
+        also_to: Option<broadcast::Sender<Transition>>,
+    ) -> Self {
         let slots = config.half_open_max_calls as usize;
         let now = clock.now_nanos();
         let window = config.window().map(|(window, _)| match window {
@@ -318,9 +330,11 @@ impl Shared {
                 transitions: TransitionCounts::default(),
                 reopens: 0,
                 break_duration: config.break_duration,
+                recent: VecDeque::new(),
             }),
             changed: Notify::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
+            also_to,
             name,
             config,
             clock,
@@ -331,6 +345,10 @@ impl Shared {
         self.events.subscribe()
     }
 
+    pub(crate) fn recent_transitions(&self) -> Vec<Transition> {
+        lock(&self.locked).recent.iter().cloned().collect()
+    }
+
     /// Approximate heap and inline bytes of one breaker, for the docs.
     pub(crate) fn size_in_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
@@ -338,6 +356,7 @@ impl Shared {
             + self.config.half_open_max_calls as usize * std::mem::size_of::<Option<u64>>()
             + self.window.as_ref().map_or(0, Window::size_in_bytes)
             + self.name.len()
+            + lock(&self.locked).recent.capacity() * std::mem::size_of::<Transition>()
     }
 
     // ===== admission =====
@@ -729,6 +748,9 @@ impl Shared {
             );
         }
         // No subscriber is not an error.
+        if let Some(also_to) = &self.also_to {
+            let _ = also_to.send(transition.clone());
+        }
         let _ = self.events.send(transition);
     }
 }
@@ -947,13 +969,18 @@ impl Guard<'_> {
         self.locked.last_change = Some(at);
         self.locked.last_reason = Some(reason);
         self.locked.transitions.bump(to);
-        self.announce.transitions.push(Transition {
+        let transition = Transition {
             breaker: self.shared.name.clone(),
             from,
             to,
             reason,
             generation,
             at,
-        });
+        };
+        if self.locked.recent.len() == RECENT_TRANSITIONS {
+            self.locked.recent.pop_front();
+        }
+        self.locked.recent.push_back(transition.clone());
+        self.announce.transitions.push(transition);
     }
 }

@@ -157,12 +157,13 @@ impl CircuitBreaker {
             name: name.into(),
             config: CircuitBreakerConfig::default(),
             clock: None,
+            also_to: None,
         }
     }
 
     fn from_parts(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
         Self {
-            shared: Arc::new(Shared::new(name, config, clock)),
+            shared: Arc::new(Shared::new(name, config, clock, None)),
         }
     }
 
@@ -322,6 +323,12 @@ impl CircuitBreaker {
         self.shared.subscribe()
     }
 
+    /// The last transitions (at most ten), oldest first: what a dashboard shows as the breaker's
+    /// recent history. Kept under the transition lock; reading them takes it briefly.
+    pub fn recent_transitions(&self) -> Vec<Transition> {
+        self.shared.recent_transitions()
+    }
+
     /// Closes the circuit and clears the counts the rules use (consecutive failures, probes),
     /// whatever the state, manual overrides included. Lifetime counters are kept.
     pub fn reset(&self) {
@@ -370,6 +377,7 @@ pub struct Builder {
     name: Arc<str>,
     config: CircuitBreakerConfig,
     clock: Option<Clock>,
+    also_to: Option<broadcast::Sender<Transition>>,
 }
 
 impl Builder {
@@ -385,6 +393,14 @@ impl Builder {
         self
     }
 
+    /// Also sends every transition to `sender`, besides the breaker's own
+    /// [`subscribe`](CircuitBreaker::subscribe) channel: many breakers can share one sender, so
+    /// one receiver sees them all (a [registry](crate::registry) does this).
+    pub fn transitions_to(mut self, sender: broadcast::Sender<Transition>) -> Self {
+        self.also_to = Some(sender);
+        self
+    }
+
     /// Validates the configuration and builds the breaker.
     ///
     /// # Errors
@@ -392,10 +408,13 @@ impl Builder {
     /// A [`ConfigError`] naming the first field that breaks its rule.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         self.config.validate()?;
-        Ok(CircuitBreaker::from_parts(
-            self.name,
-            self.config,
-            self.clock.unwrap_or_default(),
-        ))
+        Ok(CircuitBreaker {
+            shared: Arc::new(Shared::new(
+                self.name,
+                self.config,
+                self.clock.unwrap_or_default(),
+                self.also_to,
+            )),
+        })
     }
 }
