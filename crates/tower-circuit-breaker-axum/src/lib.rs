@@ -4,4 +4,8 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod rejection;
 pub mod route;
+
+pub use rejection::{rejection_response, RejectionResponse};
+pub use route::{CircuitBreakerRouteLayer, CircuitBreakerRouteService};
