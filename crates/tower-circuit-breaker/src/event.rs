@@ -196,7 +196,8 @@ impl Serialize for TransitionReason {
             Self::ProbeTimedOut { timeout } => {
                 out.serialize_entry("timeout_seconds", &timeout.as_secs_f64())?;
             }
-            Self::ProbeFailed | Self::Reset | Self::Isolated | Self::Disabled | Self::Automatic => {}
+            Self::ProbeFailed | Self::Reset | Self::Isolated | Self::Disabled | Self::Automatic => {
+            }
         }
         out.serialize_entry("message", &self.to_string())?;
         out.end()

@@ -1,0 +1,114 @@
+//! What a registry shows of its breakers: a serializable snapshot and the health it adds up to.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize};
+
+use crate::{CircuitBreakerConfig, CircuitMetrics, CircuitState, Transition};
+
+/// Every breaker of a registry at one moment, by name. Serializes with these field names:
+/// `enabled`, `max_breakers`, `auto_create`, `breakers` (each a [`BreakerSnapshot`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RegistrySnapshot {
+    /// Whether the breakers break (see [`RegistrySettings::enabled`](super::RegistrySettings::enabled)).
+    pub enabled: bool,
+    /// The most breakers the registry holds.
+    pub max_breakers: usize,
+    /// Whether unknown names get a breaker on first use.
+    pub auto_create: bool,
+    /// The breakers, by name.
+    pub breakers: Vec<BreakerSnapshot>,
+}
+
+impl RegistrySnapshot {
+    /// The worst health of any breaker: [`Healthy`](HealthStatus::Healthy) when every breaker is
+    /// closed or disabled (or there is none).
+    pub fn health(&self) -> HealthStatus {
+        self.breakers
+            .iter()
+            .map(BreakerSnapshot::health)
+            .max()
+            .unwrap_or(HealthStatus::Healthy)
+    }
+}
+
+/// One breaker in a [`RegistrySnapshot`]. Serializes as `name`, `critical`, `health`, `config`
+/// (as a config file writes it), `metrics` (see [`CircuitMetrics`]) and `recent_transitions`
+/// (oldest first).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerSnapshot {
+    /// The breaker's name.
+    pub name: Arc<str>,
+    /// Whether it being open makes the app unhealthy.
+    pub critical: bool,
+    /// Its settings.
+    pub config: CircuitBreakerConfig,
+    /// Its state and counters.
+    pub metrics: CircuitMetrics,
+    /// Its last transitions (at most ten), oldest first.
+    pub recent_transitions: Vec<Transition>,
+}
+
+impl BreakerSnapshot {
+    /// What this breaker's state means for the app's health.
+    pub fn health(&self) -> HealthStatus {
+        HealthStatus::of(self.metrics.state, self.critical)
+    }
+}
+
+impl Serialize for BreakerSnapshot {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("BreakerSnapshot", 6)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("critical", &self.critical)?;
+        out.serialize_field("health", &self.health())?;
+        out.serialize_field("config", &self.config)?;
+        out.serialize_field("metrics", &self.metrics)?;
+        out.serialize_field("recent_transitions", &self.recent_transitions)?;
+        out.end()
+    }
+}
+
+/// How healthy an app is, judged from its breakers. Ordered from best to worst; serializes as
+/// `healthy`, `degraded` or `unhealthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Every breaker is closed or disabled.
+    Healthy,
+    /// A non-critical breaker is open, half-open or isolated, or a critical one is half-open
+    /// (probing a recovery): the app works, with less.
+    Degraded,
+    /// A critical breaker is open or isolated: the app cannot do its job.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// The health a breaker in `state` gives, critical or not.
+    pub const fn of(state: CircuitState, critical: bool) -> Self {
+        match state {
+            CircuitState::Closed | CircuitState::Disabled => Self::Healthy,
+            CircuitState::Open | CircuitState::Isolated if critical => Self::Unhealthy,
+            CircuitState::Open | CircuitState::Isolated | CircuitState::HalfOpen => Self::Degraded,
+        }
+    }
+
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
