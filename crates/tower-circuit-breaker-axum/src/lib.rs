@@ -1,11 +1,51 @@
-//! The axum companion of `tower-circuit-breaker`: what a web app shows of its breakers.
+//! The axum companion of `tower-circuit-breaker`: what a web app shows of its breakers, and a
+//! breaker for axum routes.
 //!
-//! (Module docs are written with the router; see the crate README.)
+//! This crate is for the owner of an axum app: the breakers' health behind a load balancer's
+//! probe, their metrics in Prometheus, a page to watch them, and guarded actions to reset or
+//! isolate one. It reads a [`CircuitBreakerRegistry`]'s snapshots and calls the breakers' public
+//! API; every rule of when a breaker opens or closes lives in `tower-circuit-breaker`.
+//!
+//! - [`BreakerRoutes`]: one router with `/health`, `/health/live`, `/health/ready`, `/metrics`,
+//!   the dashboard at `/` and, with a token, `POST /breakers/{name}/{action}`.
+//! - [`health`]: the JSON report and the rules for healthy, degraded and unhealthy.
+//! - [`metrics`]: the Prometheus exposition, also as a collector for an app's own
+//!   `prometheus-client` registry.
+//! - [`route`]: a layer that puts a breaker on axum routes, counting 5xx responses as failures
+//!   and answering rejections with 503 and `Retry-After` ([`RejectionResponse`]).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_circuit_breaker::CircuitBreakerRegistry;
+//! use tower_circuit_breaker_axum::BreakerRoutes;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = CircuitBreakerRegistry::from_yaml_str(
+//!     "circuit_breakers:\n  component_configs:\n    pgmq: { failure_threshold: 3, critical: true }\n",
+//! )?;
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "orders" }))
+//!     .nest("/ops", BreakerRoutes::new(registry).admin_token("s3cret").into_router());
+//! // axum::serve(listener, app).await?;
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`CircuitBreakerRegistry`]: tower_circuit_breaker::CircuitBreakerRegistry
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod admin;
+pub mod dashboard;
+pub mod health;
+pub mod metrics;
 pub mod rejection;
 pub mod route;
+mod router;
 
 pub use rejection::{rejection_response, RejectionResponse};
 pub use route::{CircuitBreakerRouteLayer, CircuitBreakerRouteService};
+pub use router::BreakerRoutes;

@@ -1,0 +1,124 @@
+//! The routes over a registry: health, metrics, the dashboard and, when a token is given, admin.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_circuit_breaker::registry::{CircuitBreakerRegistry, HealthStatus};
+
+use crate::admin::{self, AdminToken};
+use crate::health::HealthReport;
+use crate::{dashboard, metrics};
+
+/// Builds the router that shows a [`CircuitBreakerRegistry`] to the outside world.
+///
+/// | route | answer |
+/// |---|---|
+/// | `GET /health` | the [`HealthReport`] as JSON; 200 when healthy or degraded, 503 when unhealthy |
+/// | `GET /health/live` | 200 while the server serves |
+/// | `GET /health/ready` | 200, or 503 when unhealthy (a critical breaker open or isolated) |
+/// | `GET /metrics` | Prometheus text, rendered at scrape time from the breakers' counters |
+/// | `GET /` | the live dashboard (leave it out with [`dashboard(false)`](Self::dashboard)) |
+/// | `POST /breakers/{name}/{action}` | [admin](crate::admin) actions, only with [`admin_token`](Self::admin_token) |
+///
+/// The router can be merged into an app's (`app.merge(routes)`) or nested under a prefix
+/// (`app.nest("/ops", routes)`); the dashboard fetches `health` relative to its own URL, so
+/// nested it is served at `/ops/`.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until turned into a router"]
+pub struct BreakerRoutes {
+    registry: CircuitBreakerRegistry,
+    admin: Option<AdminToken>,
+    dashboard: bool,
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct RoutesState {
+    pub(crate) registry: CircuitBreakerRegistry,
+    pub(crate) admin: Option<AdminToken>,
+}
+
+impl BreakerRoutes {
+    /// Routes over `registry`: health, metrics and the dashboard; no admin actions.
+    pub fn new(registry: CircuitBreakerRegistry) -> Self {
+        Self {
+            registry,
+            admin: None,
+            dashboard: true,
+        }
+    }
+
+    /// Turns the admin actions on, for requests carrying `Authorization: Bearer <token>`. An
+    /// empty token leaves them off.
+    pub fn admin_token(mut self, token: impl AsRef<str>) -> Self {
+        let token = token.as_ref();
+        self.admin = (!token.is_empty()).then(|| AdminToken::new(token));
+        self
+    }
+
+    /// Serves the dashboard at `/` (`true`, the default) or not.
+    pub fn dashboard(mut self, on: bool) -> Self {
+        self.dashboard = on;
+        self
+    }
+
+    /// The router, ready to merge or nest into an app with any state type.
+    pub fn into_router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut router = Router::new()
+            .route("/health", get(health))
+            .route("/health/live", get(live))
+            .route("/health/ready", get(ready))
+            .route("/metrics", get(scrape));
+        if self.dashboard {
+            router = router.route("/", get(|| async { dashboard::page() }));
+        }
+        if self.admin.is_some() {
+            router = router.route("/breakers/{name}/{action}", post(admin::act));
+        }
+        router.with_state(RoutesState {
+            registry: self.registry,
+            admin: self.admin,
+        })
+    }
+}
+
+/// Probes and scrapers must see the state now, not a cached one.
+const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
+
+fn status_code(status: HealthStatus) -> StatusCode {
+    match status {
+        HealthStatus::Healthy | HealthStatus::Degraded => StatusCode::OK,
+        HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn health(State(state): State<RoutesState>) -> Response {
+    let report = HealthReport::of(&state.registry);
+    (status_code(report.status), [NO_STORE], Json(report)).into_response()
+}
+
+async fn live() -> Response {
+    ([NO_STORE], Json(serde_json::json!({ "status": "live" }))).into_response()
+}
+
+async fn ready(State(state): State<RoutesState>) -> Response {
+    let status = state.registry.snapshot().health();
+    let body = Json(serde_json::json!({
+        "status": status,
+        "ready": status != HealthStatus::Unhealthy,
+    }));
+    (status_code(status), [NO_STORE], body).into_response()
+}
+
+async fn scrape(State(state): State<RoutesState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE), NO_STORE],
+        metrics::render(&state.registry),
+    )
+        .into_response()
+}

@@ -1,0 +1,337 @@
+//! The router over real HTTP on 127.0.0.1, with a hyper client: `/health` follows the breakers
+//! (200, 503, 200), degraded, live and ready, and the admin actions behind their token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tower_circuit_breaker::registry::{BreakerSettings, CircuitBreakerRegistry};
+use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, ManualClock};
+use tower_circuit_breaker_axum::BreakerRoutes;
+
+const TOKEN: &str = "correct horse battery staple";
+
+/// A critical `db` (opens after 2 failures, 10 s break, 1 probe closes) and a non-critical
+/// `cache` (opens after 1), on a clock the test moves.
+fn registry(clock: &ManualClock) -> CircuitBreakerRegistry {
+    CircuitBreakerRegistry::builder()
+        .clock(clock.clone())
+        .breaker(
+            "db",
+            BreakerSettings::new(
+                CircuitBreakerConfig::default()
+                    .failure_threshold(2)
+                    .break_duration(Duration::from_secs(10))
+                    .success_threshold(1),
+            )
+            .critical(true),
+        )
+        .breaker(
+            "cache",
+            CircuitBreakerConfig::default().failure_threshold(1),
+        )
+        .build()
+        .unwrap()
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+struct Http {
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl Http {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            addr,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn json(&self, path: &str) -> (StatusCode, Value) {
+        let (status, headers, body) = self.send(Method::GET, path, None).await;
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        (status, serde_json::from_str(&body).unwrap())
+    }
+}
+
+async fn fail(breaker: &CircuitBreaker) {
+    let _ = breaker.call(|| async { Err::<(), _>("down") }).await;
+}
+
+fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["name"] == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_turns_503_while_a_critical_breaker_is_open_and_200_when_it_closes() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let http = Http::new(serve(BreakerRoutes::new(registry.clone()).into_router()).await);
+
+    let (status, report) = http.json("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "healthy");
+    assert_eq!(report["breakers"].as_array().unwrap().len(), 2);
+    assert_eq!(entry(&report, "db")["state"], "closed");
+    assert_eq!(entry(&report, "db")["critical"], true);
+
+    let db = registry.get("db").unwrap();
+    fail(&db).await;
+    fail(&db).await;
+    let (status, report) = http.json("/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(report["status"], "unhealthy");
+    let db_entry = entry(&report, "db");
+    assert_eq!(db_entry["state"], "open");
+    assert_eq!(db_entry["health"], "unhealthy");
+    assert_eq!(db_entry["failed_calls"], 2);
+    assert_eq!(db_entry["failure_rate"], 1.0);
+    assert_eq!(db_entry["retry_after_seconds"], 10.0);
+    assert_eq!(db_entry["last_transition"]["to"], "open");
+    assert_eq!(
+        db_entry["last_transition"]["reason"]["message"],
+        "2 consecutive failures"
+    );
+    let (status, ready) = http.json("/health/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready["ready"], false);
+    let (status, _) = http.json("/health/live").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "live while serving, whatever the breakers"
+    );
+
+    clock.advance(Duration::from_secs(4));
+    let (_, report) = http.json("/health").await;
+    assert_eq!(entry(&report, "db")["retry_after_seconds"], 6.0);
+
+    clock.advance(Duration::from_secs(6));
+    let (status, report) = http.json("/health").await;
+    assert_eq!(entry(&report, "db")["state"], "half_open");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a critical breaker probing is degraded"
+    );
+    assert_eq!(report["status"], "degraded");
+
+    db.call(|| async { Ok::<_, &str>(()) }).await.unwrap();
+    let (status, report) = http.json("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "healthy");
+    let recent = entry(&report, "db")["recent_transitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let hops: Vec<_> = recent
+        .iter()
+        .map(|t| {
+            format!(
+                "{} -> {}",
+                t["from"].as_str().unwrap(),
+                t["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        ["closed -> open", "open -> half_open", "half_open -> closed"]
+    );
+    let (status, _) = http.json("/health/ready").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_non_critical_breaker_open_is_degraded_and_still_200() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let http = Http::new(serve(BreakerRoutes::new(registry.clone()).into_router()).await);
+    fail(&registry.get("cache").unwrap()).await;
+
+    let (status, report) = http.json("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "degraded");
+    assert_eq!(entry(&report, "cache")["health"], "degraded");
+    assert_eq!(entry(&report, "db")["health"], "healthy");
+    let (status, ready) = http.json("/health/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["status"], "degraded");
+}
+
+#[tokio::test]
+async fn admin_actions_need_the_token_and_a_known_breaker() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let app = BreakerRoutes::new(registry.clone())
+        .admin_token(TOKEN)
+        .into_router();
+    let http = Http::new(serve(app).await);
+    let db = registry.get("db").unwrap();
+
+    let (status, headers, _) = http.send(Method::POST, "/breakers/db/isolate", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    let (status, _, _) = http
+        .send(Method::POST, "/breakers/db/isolate", Some("wrong"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = http
+        .send(Method::POST, "/breakers/nope/isolate", Some("wrong"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "names are not probed without the token"
+    );
+    assert_eq!(
+        db.state(),
+        CircuitState::Closed,
+        "refused requests change nothing"
+    );
+
+    let (status, _, body) = http
+        .send(Method::POST, "/breakers/db/isolate", Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(db.state(), CircuitState::Isolated);
+    let entry: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(entry["name"], "db");
+    assert_eq!(entry["state"], "isolated");
+    assert_eq!(entry["health"], "unhealthy");
+    assert_eq!(
+        http.json("/health").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    for (action, state) in [
+        ("automatic", CircuitState::Closed),
+        ("disable", CircuitState::Disabled),
+        ("reset", CircuitState::Closed),
+    ] {
+        let (status, _, _) = http
+            .send(Method::POST, &format!("/breakers/db/{action}"), Some(TOKEN))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{action}");
+        assert_eq!(db.state(), state, "{action}");
+    }
+
+    let (status, _, body) = http
+        .send(Method::POST, "/breakers/nope/reset", Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, "no breaker named `nope`\n");
+    let (status, _, _) = http
+        .send(Method::POST, "/breakers/db/explode", Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = http
+        .send(Method::GET, "/breakers/db/reset", Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn without_a_token_there_are_no_admin_routes_and_the_dashboard_can_be_left_out() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let http = Http::new(
+        serve(
+            BreakerRoutes::new(registry.clone())
+                .dashboard(false)
+                .into_router(),
+        )
+        .await,
+    );
+    let (status, _, _) = http
+        .send(Method::POST, "/breakers/db/reset", Some(TOKEN))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = http.send(Method::GET, "/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let http = Http::new(serve(BreakerRoutes::new(registry).admin_token("").into_router()).await);
+    let (status, _, _) = http
+        .send(Method::POST, "/breakers/db/reset", Some(""))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an empty token leaves admin off"
+    );
+    let (status, headers, body) = http.send(Method::GET, "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"));
+}
+
+#[tokio::test]
+async fn the_routes_nest_under_a_prefix_in_an_app_with_state() {
+    #[derive(Clone)]
+    struct AppState;
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let app: Router = Router::new()
+        .route(
+            "/orders",
+            axum::routing::get(|_: axum::extract::State<AppState>| async { "orders" }),
+        )
+        .nest("/ops", BreakerRoutes::new(registry).into_router())
+        .with_state(AppState);
+    let http = Http::new(serve(app).await);
+    assert_eq!(http.json("/ops/health").await.0, StatusCode::OK);
+    assert_eq!(
+        http.send(Method::GET, "/orders", None).await.0,
+        StatusCode::OK
+    );
+    let (status, headers, _) = http.send(Method::GET, "/ops/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .contains("text"));
+}
