@@ -1,0 +1,68 @@
+//! The breakers' live dashboard: one HTML page that watches `health` and shows every breaker.
+//!
+//! [`BreakerRoutes`](crate::BreakerRoutes) serves it at `GET /`. The page is one
+//! self-contained file ([`HTML`]): its CSS and script are inline, and it loads nothing else (no
+//! build step, no CDN, no web fonts, no images), so it works on a host with no way out to the
+//! internet and under a strict content security policy that allows inline styles and scripts.
+//!
+//! # What it shows
+//!
+//! - A header with the app's overall status (`healthy` green, `degraded` amber, `unhealthy`
+//!   red), the count of breakers by state with the breakers that are not closed named (a click
+//!   scrolls to the card), and the time of the last update.
+//! - One card per breaker, its header coloured by state (closed green, half-open amber, open
+//!   red, isolated purple, disabled grey) and the state also written out, so colour is never the
+//!   only sign. The card shows the name, a `critical` badge, the failure and slow-call rates as
+//!   percentages with a bar (and whether they are over a window or every call), calls,
+//!   successes, failures, rejections, consecutive failures and the break's length; while open,
+//!   the time left in the break counting down; and the last three transitions, newest first, as
+//!   `from → to`, the reason (`3 consecutive failures`) and how long ago.
+//! - A "connection lost" banner when `health` cannot be read (network error, timeout, a status
+//!   other than 200 or 503); the last report stays on screen, dimmed.
+//!
+//! Cards are in name order, so a card does not move when its state changes; the header names
+//! the breakers that need a look. A "problems first" order (open, isolated, half-open, disabled,
+//! closed; critical first within a state) can be picked on the page and is remembered by the
+//! browser. Names and reasons are set as text, never parsed as HTML.
+//!
+//! # Where it looks for `health`
+//!
+//! The page polls `health` about once a second, resolved against its own path taken as a
+//! directory: it assumes it is served at the root of the router whose `health` it reads.
+//! Nested with `app.nest("/ops", routes)`, it polls `/ops/health` whether it was opened as
+//! `/ops/` or as `/ops`; merged at the root, `/health`. Served somewhere else (say a handler of
+//! your own at `/dashboard` with health at `/health`), it would poll `/dashboard/health`: serve
+//! it at the same level as `health`.
+//!
+//! `health` answers 503 with the same JSON body when the app is unhealthy; the page draws that
+//! body like any other report. Ages (`12 s ago`) are measured against the report's own
+//! `checked_at`, so a browser whose clock is off still shows them right.
+//!
+//! # Hooks for tests and scripts
+//!
+//! Each card carries `data-breaker="<name>"` and `data-state="<state>"` (`closed`, `open`,
+//! `half_open`, `isolated`, `disabled`); the overall status is the element `#status` with
+//! `data-status`; the connection banner is `#connection` with `data-connection` (`waiting`,
+//! `ok` or `lost`).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_circuit_breaker_axum::dashboard;
+//!
+//! // What `BreakerRoutes` does; shown for an app that serves its own `/health`.
+//! let app: Router = Router::new().route("/", get(|| async { dashboard::page() }));
+//! # let _ = app;
+//! assert!(dashboard::HTML.starts_with("<!doctype html>"));
+//! ```
+
+use axum::response::Html;
+
+/// The dashboard page, a complete HTML document with its CSS and script inline.
+pub const HTML: &str = include_str!("dashboard.html");
+
+/// The dashboard page as an axum response (`text/html; charset=utf-8`), for a `GET` handler.
+pub fn page() -> Html<&'static str> {
+    Html(HTML)
+}
