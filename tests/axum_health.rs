@@ -1,0 +1,194 @@
+//! The main job as a user runs it: the `axum_health` example binary, started on a free loopback
+//! port, its upstream driven to fail over HTTP; the breaker opens as `/health` and `/metrics`
+//! show, then closes after the upstream recovers.
+//!
+//! The binary keeps real time, so this test uses a breakers file with a 200 ms break and polls
+//! `/health` for the change it waits for (bounded), rather than sleeping a fixed time.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+const BREAKERS: &str = r"
+circuit_breakers:
+  default_config: { failure_threshold: 5, break_duration: 200ms, success_threshold: 1 }
+  component_configs:
+    pgmq: { failure_threshold: 3, critical: true }
+    cache: { failure_threshold: 10 }
+";
+
+/// The example binary, built with the workspace's tests (`cargo test` builds every example);
+/// built here when a narrower `cargo test` did not.
+fn binary() -> PathBuf {
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_owned();
+    let binary = profile_dir.join("examples").join("axum_health");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "examples", "--example", "axum_health"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the axum_health example failed");
+    }
+    binary
+}
+
+/// The running example, killed when dropped.
+struct MainJob {
+    child: Child,
+    base: String,
+}
+
+impl Drop for MainJob {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MainJob {
+    fn start(config: &std::path::Path) -> Self {
+        let mut child = Command::new(binary())
+            .args(["--addr", "127.0.0.1:0", "--no-traffic", "--config"])
+            .arg(config)
+            .env("BREAKERS_ADMIN_TOKEN", "test-token")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The first line says where it serves: `axum_health: serving on http://127.0.0.1:PORT`.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        // Keep reading what it prints, so it never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let base = first
+            .trim()
+            .strip_prefix("axum_health: serving on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        Self { child, base }
+    }
+}
+
+struct Http {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    base: String,
+}
+
+impl Http {
+    async fn send(&self, method: Method, path: &str) -> (StatusCode, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(http::header::AUTHORIZATION, "Bearer test-token")
+            .body(Empty::new())
+            .unwrap();
+        let response = self.client.request(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn health(&self) -> (StatusCode, Value) {
+        let (status, body) = self.send(Method::GET, "/health").await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    async fn state_of(&self, name: &str) -> String {
+        let (_, report) = self.health().await;
+        report["breakers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["name"] == name)
+            .map(|entry| entry["state"].as_str().unwrap().to_owned())
+            .unwrap()
+    }
+
+    /// The value of the sample `name{labels}` in a scrape.
+    async fn sample(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.send(Method::GET, "/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_opens_a_breaker_when_its_upstream_fails_and_closes_it_after() {
+    let dir = std::env::temp_dir().join(format!("tcb-axum-health-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("breakers.yaml");
+    std::fs::write(&config, BREAKERS).unwrap();
+    let job = MainJob::start(&config);
+    let http = Http {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        base: job.base.clone(),
+    };
+
+    let (status, report) = http.health().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "healthy");
+    let open = r#"circuit_breaker_state{breaker="pgmq",state="open"}"#;
+    let closed = r#"circuit_breaker_state{breaker="pgmq",state="closed"}"#;
+    assert_eq!(http.sample(closed).await, Some(1.0));
+
+    let (status, _) = http
+        .send(Method::POST, "/upstream?service=pgmq&fail=1&latency_ms=0")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // One request is three tries through the retry layer: the third failure opens pgmq, and the
+    // caller gets the last try's answer.
+    let (status, body) = http.send(Method::GET, "/call/pgmq").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let (status, report) = http.health().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    assert_eq!(report["status"], "unhealthy");
+    assert_eq!(http.state_of("pgmq").await, "open");
+    assert_eq!(http.state_of("cache").await, "closed");
+    assert_eq!(http.sample(open).await, Some(1.0));
+    assert_eq!(http.sample(closed).await, Some(0.0));
+    let (status, body) = http.send(Method::GET, "/call/pgmq").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("circuit open"), "{body}");
+
+    http.send(Method::POST, "/upstream?service=pgmq&fail=0")
+        .await;
+    // The break is 200 ms; then a request is the probe that closes it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = http.send(Method::GET, "/call/pgmq").await;
+        if status == StatusCode::OK && http.state_of("pgmq").await == "closed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pgmq did not close");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, report) = http.health().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "healthy");
+    assert_eq!(http.sample(closed).await, Some(1.0));
+    let transitions = r#"circuit_breaker_transitions_total{breaker="pgmq",to="open"}"#;
+    assert!(http.sample(transitions).await.is_some_and(|n| n >= 1.0));
+
+    // Admin, with the token from the environment.
+    let (status, _) = http.send(Method::POST, "/breakers/pgmq/isolate").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(http.health().await.0, StatusCode::SERVICE_UNAVAILABLE);
+    drop(job);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
