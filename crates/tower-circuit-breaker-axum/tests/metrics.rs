@@ -1,0 +1,887 @@
+//! The Prometheus exposition of a registry, checked by Prometheus' own linter and read back by a
+//! real parser: `promtool check metrics` finds nothing to report, and the parsed scrape holds, for
+//! every breaker, exactly one state at 1 and the figures of the breaker's own snapshot.
+//!
+//! The breakers are driven through closed, open, half-open, isolated and disabled on a
+//! `ManualClock`: nothing sleeps. `promtool` comes with Debian's `prometheus` package; without
+//! it the promtool tests fail and say so.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use openmetrics_parser::openmetrics::parse_openmetrics;
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::{OpenMetricsType, OpenMetricsValue, PrometheusValue};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use tower_circuit_breaker::metrics::LATENCY_BUCKETS;
+use tower_circuit_breaker::registry::{BreakerSettings, BreakerSnapshot};
+use tower_circuit_breaker::{
+    CircuitBreakerConfig, CircuitBreakerRegistry, CircuitMetrics, CircuitState, Clock,
+    FailureRateRule, ManualClock, OwnedPermit, SlidingWindow, SlowCallRule,
+};
+use tower_circuit_breaker_axum::metrics::{self, RegistryCollector};
+
+/// A breaker name that needs every escape a label value has.
+const ODD_NAME: &str = "odd \"name\", {x}\\y\nz";
+
+// ===== the scenario =====
+
+/// A registry whose breakers stand in every state, with calls of every outcome behind them.
+struct Scenario {
+    registry: CircuitBreakerRegistry,
+    time: ManualClock,
+    /// The half-open probe of `search`, still in flight.
+    _probe: OwnedPermit,
+}
+
+/// Every call is timed, so the histograms have something in them.
+fn base() -> CircuitBreakerConfig {
+    CircuitBreakerConfig::default()
+        .latency_sample_every(1)
+        .break_duration(Duration::from_secs(30))
+}
+
+/// A failure-rate and slow-call window over the last 10 calls, judged from `minimum` calls.
+fn windowed(minimum: u32) -> CircuitBreakerConfig {
+    base()
+        .failure_threshold(100)
+        .half_open_max_calls(1)
+        .failure_rate(
+            FailureRateRule::new(0.5)
+                .window(SlidingWindow::Calls(10))
+                .minimum_throughput(minimum),
+        )
+        .slow_call(SlowCallRule::new(Duration::from_millis(100), 1.0))
+}
+
+fn scenario() -> Scenario {
+    let time = ManualClock::new();
+    let registry = CircuitBreakerRegistry::builder()
+        .clock(Clock::manual(&time))
+        .default_config(base())
+        .breaker("inventory", base().failure_threshold(5))
+        .breaker(
+            "payments",
+            BreakerSettings::new(base().failure_threshold(2)).critical(true),
+        )
+        .breaker("search", windowed(4))
+        .breaker("catalog", windowed(10))
+        .breaker("reports", base())
+        .breaker("legacy", base())
+        .breaker(ODD_NAME, base())
+        .build()
+        .expect("valid settings");
+    let get = |name: &str| registry.get(name).expect("configured");
+    // Each call lasts `took` on the manual clock, between admission and outcome.
+    let call = |name: &str, took: Duration, end: fn(OwnedPermit)| {
+        let permit = get(name).try_acquire_owned().expect("admitted");
+        time.advance(took);
+        end(permit);
+    };
+    let ms = Duration::from_millis;
+
+    // search: a failure rate of 0.5 over 4 calls opens it.
+    for _ in 0..2 {
+        call("search", ms(10), OwnedPermit::success);
+    }
+    for _ in 0..2 {
+        call("search", ms(10), OwnedPermit::failure);
+    }
+    assert_eq!(get("search").state(), CircuitState::Open);
+
+    // inventory: closed, every outcome once or more.
+    for _ in 0..3 {
+        call("inventory", ms(20), OwnedPermit::success);
+    }
+    call("inventory", ms(300), OwnedPermit::failure);
+    call("inventory", ms(2_000), OwnedPermit::timeout);
+    call("inventory", ms(1), OwnedPermit::ignored);
+    call("inventory", ms(1), drop);
+
+    // catalog: closed, below its minimum throughput, one failure and one slow call in four.
+    for _ in 0..2 {
+        call("catalog", ms(5), OwnedPermit::success);
+    }
+    call("catalog", ms(150), OwnedPermit::success);
+    call("catalog", ms(5), OwnedPermit::failure);
+
+    // reports and legacy: overridden by hand.
+    get("reports").isolate();
+    for _ in 0..2 {
+        get("reports").try_acquire().expect_err("isolated");
+    }
+    get("legacy").disable();
+    call("legacy", ms(7), OwnedPermit::success);
+
+    // search's break is over: one probe goes in, and the next call finds every probe slot taken.
+    time.advance(Duration::from_secs(30));
+    let probe = get("search").try_acquire_owned().expect("the probe");
+    get("search")
+        .try_acquire()
+        .expect_err("every probe slot taken");
+    assert_eq!(get("search").state(), CircuitState::HalfOpen);
+
+    // payments: two failures open it for 30 s; three calls are turned away.
+    call("payments", ms(40), OwnedPermit::failure);
+    call("payments", ms(60), OwnedPermit::failure);
+    for _ in 0..3 {
+        get("payments").try_acquire().expect_err("open");
+    }
+
+    Scenario {
+        registry,
+        time,
+        _probe: probe,
+    }
+}
+
+// ===== reading a scrape back =====
+
+/// Labels of one series, by name.
+type Labels = BTreeMap<String, String>;
+
+/// A parsed scrape: every sample by its series name (`circuit_breaker_calls_total`,
+/// `..._bucket`, `..._sum`, `..._count`) and label set, with each family's type, help and unit.
+#[derive(Debug, Default, PartialEq)]
+struct Scrape {
+    samples: BTreeMap<(String, Labels), f64>,
+    families: BTreeMap<String, (String, String, String)>,
+}
+
+impl Scrape {
+    fn value(&self, series: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.samples.get(&(series.to_owned(), labels)).copied()
+    }
+
+    /// The value of a series that must be there.
+    fn get(&self, series: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(series, labels)
+            .unwrap_or_else(|| panic!("no series {series}{labels:?} in the scrape"))
+    }
+
+    /// The series of `name`, each with its labels.
+    fn series(&self, name: &str) -> Vec<(&Labels, f64)> {
+        self.samples
+            .iter()
+            .filter(|((series, _), _)| series == name)
+            .map(|((_, labels), value)| (labels, *value))
+            .collect()
+    }
+
+    /// Records one sample; a label set seen twice in a series fails the test.
+    fn insert(&mut self, series: String, labels: Labels, value: f64) {
+        let key = (series, labels);
+        assert!(
+            !self.samples.contains_key(&key),
+            "series {key:?} appears twice"
+        );
+        self.samples.insert(key, value);
+    }
+}
+
+fn labels_of(names: &[String], values: impl Iterator<Item = String>) -> Labels {
+    names.iter().cloned().zip(values).collect()
+}
+
+fn le(bound: f64) -> String {
+    if bound.is_infinite() {
+        "+Inf".to_owned()
+    } else {
+        bound.to_string()
+    }
+}
+
+/// Parses Prometheus text (0.0.4), failing the test on anything the parser refuses (duplicate
+/// label sets included).
+fn parse(text: &str) -> Scrape {
+    let exposition = parse_prometheus(text).unwrap_or_else(|err| panic!("unparsable: {err}"));
+    let mut scrape = Scrape::default();
+    for (name, family) in &exposition.families {
+        scrape.families.insert(
+            name.clone(),
+            (
+                family.family_type.to_string(),
+                family.help.clone(),
+                family.unit.clone(),
+            ),
+        );
+        let names = family.get_label_names().to_vec();
+        for sample in family.iter_samples() {
+            let labels = labels_of(
+                &names,
+                sample
+                    .get_labelset()
+                    .expect("bound to its family")
+                    .iter_values()
+                    .cloned(),
+            );
+            match &sample.value {
+                PrometheusValue::Counter(counter) => {
+                    scrape.insert(name.clone(), labels, counter.value.as_f64());
+                }
+                PrometheusValue::Gauge(value) => {
+                    scrape.insert(name.clone(), labels, value.as_f64());
+                }
+                PrometheusValue::Histogram(histogram) => {
+                    insert_histogram(&mut scrape, name, &labels, histogram);
+                }
+                other => panic!("{name}: unexpected sample {other:?}"),
+            }
+        }
+    }
+    scrape
+}
+
+/// Parses `OpenMetrics` text into the same shape (counter series take their `_total`).
+///
+/// `openmetrics-parser` 0.5 refuses a `# UNIT` line on a histogram ("Histogram metrics can't have
+/// units"), which the `OpenMetrics` 1.0 specification allows (a unit is a suffix of the family's
+/// name, for any type) and Prometheus reads. Those lines are checked, then left out of what the
+/// parser is given.
+fn parse_open(text: &str) -> Scrape {
+    let histograms: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.strip_suffix(" histogram"))
+        .collect();
+    let mut accepted = String::with_capacity(text.len());
+    let mut histogram_units = BTreeMap::new();
+    for line in text.lines() {
+        let unit = line
+            .strip_prefix("# UNIT ")
+            .and_then(|rest| rest.split_once(' '))
+            .filter(|(family, _)| histograms.contains(family));
+        match unit {
+            Some((family, unit)) => {
+                assert!(family.ends_with(&format!("_{unit}")), "{line}");
+                histogram_units.insert(family.to_owned(), unit.to_owned());
+            }
+            None => {
+                accepted.push_str(line);
+                accepted.push('\n');
+            }
+        }
+    }
+    let exposition = parse_openmetrics(&accepted).unwrap_or_else(|err| panic!("unparsable: {err}"));
+    let mut scrape = Scrape::default();
+    for (name, family) in &exposition.families {
+        scrape.families.insert(
+            name.clone(),
+            (
+                family.family_type.to_string(),
+                family.help.clone(),
+                family.unit.clone(),
+            ),
+        );
+        let names = family.get_label_names().to_vec();
+        for sample in family.iter_samples() {
+            let labels = labels_of(
+                &names,
+                sample
+                    .get_labelset()
+                    .expect("bound to its family")
+                    .iter_values()
+                    .cloned(),
+            );
+            match &sample.value {
+                OpenMetricsValue::Counter(counter) => {
+                    scrape.insert(format!("{name}_total"), labels, counter.value.as_f64());
+                }
+                OpenMetricsValue::Gauge(value) => {
+                    scrape.insert(name.clone(), labels, value.as_f64());
+                }
+                OpenMetricsValue::Histogram(histogram) => {
+                    insert_histogram(&mut scrape, name, &labels, histogram);
+                }
+                other => panic!("{name}: unexpected sample {other:?}"),
+            }
+        }
+    }
+    for (family, unit) in histogram_units {
+        scrape.families.get_mut(&family).expect("declared").2 = unit;
+    }
+    scrape
+}
+
+fn insert_histogram(
+    scrape: &mut Scrape,
+    name: &str,
+    labels: &Labels,
+    histogram: &openmetrics_parser::HistogramValue,
+) {
+    for bucket in &histogram.buckets {
+        let mut labels = labels.clone();
+        labels.insert("le".to_owned(), le(bucket.upper_bound));
+        scrape.insert(format!("{name}_bucket"), labels, bucket.count.as_f64());
+    }
+    let sum = histogram.sum.expect("a histogram has a sum").as_f64();
+    scrape.insert(format!("{name}_sum"), labels.clone(), sum);
+    #[allow(clippy::cast_precision_loss)] // small counts
+    let count = histogram.count.expect("a histogram has a count") as f64;
+    scrape.insert(format!("{name}_count"), labels.clone(), count);
+}
+
+/// Runs `promtool check metrics` on `text`: its exit status and everything it printed.
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run `promtool` ({err}); it lints the scrape in this test and is not \
+                 optional: install it with `apt-get install -y prometheus` (Debian's package \
+                 ships /usr/bin/promtool)"
+            )
+        });
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = text.to_owned();
+    // Written from a thread, so a promtool that prints a lot before reading all of its input
+    // cannot deadlock the test.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().expect("promtool ran");
+    writer
+        .join()
+        .expect("writer")
+        .expect("promtool read the scrape");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+fn snapshot_of(scenario: &Scenario, name: &str) -> BreakerSnapshot {
+    scenario
+        .registry
+        .snapshot()
+        .breakers
+        .into_iter()
+        .find(|breaker| &*breaker.name == name)
+        .expect("in the registry")
+}
+
+#[allow(clippy::cast_precision_loss)] // small counts
+fn f(count: u64) -> f64 {
+    count as f64
+}
+
+// ===== promtool =====
+
+#[test]
+fn promtool_finds_nothing_to_report_in_the_scrape() {
+    let scenario = scenario();
+    let text = metrics::render(&scenario.registry);
+    let (ok, printed) = promtool_check(&text);
+    assert!(
+        ok && printed.trim().is_empty(),
+        "promtool check metrics reported:\n{printed}\non:\n{text}"
+    );
+}
+
+#[test]
+fn promtool_finds_nothing_to_report_without_breakers() {
+    let registry = CircuitBreakerRegistry::new();
+    let text = metrics::render(&registry);
+    assert!(!text.contains("breaker=\""), "no series without breakers");
+    let (ok, printed) = promtool_check(&text);
+    assert!(
+        ok && printed.trim().is_empty(),
+        "promtool check metrics reported:\n{printed}\non:\n{text}"
+    );
+}
+
+#[test]
+fn promtool_reports_a_broken_scrape() {
+    // The linter is really reading what it is given: a counter without `_total` is reported.
+    let (ok, printed) =
+        promtool_check("# HELP calls Calls.\n# TYPE calls counter\ncalls{breaker=\"db\"} 1\n");
+    assert!(!ok, "promtool accepted a counter without _total");
+    assert!(printed.contains("_total"), "promtool printed: {printed}");
+}
+
+// ===== the parsed scrape =====
+
+#[test]
+fn every_breaker_has_one_state_series_at_one_and_it_is_its_state() {
+    let scenario = scenario();
+    let scrape = parse(&metrics::render(&scenario.registry));
+    let expected = [
+        ("inventory", CircuitState::Closed),
+        ("payments", CircuitState::Open),
+        ("search", CircuitState::HalfOpen),
+        ("catalog", CircuitState::Closed),
+        ("reports", CircuitState::Isolated),
+        ("legacy", CircuitState::Disabled),
+        (ODD_NAME, CircuitState::Closed),
+    ];
+    assert_eq!(scenario.registry.len(), expected.len());
+    for (name, state) in expected {
+        assert_eq!(snapshot_of(&scenario, name).metrics.state, state, "{name}");
+        let series: Vec<_> = scrape
+            .series("circuit_breaker_state")
+            .into_iter()
+            .filter(|(labels, _)| labels["breaker"] == name)
+            .collect();
+        assert_eq!(
+            series.len(),
+            CircuitState::ALL.len(),
+            "{name}: one per state"
+        );
+        let on: Vec<_> = series.iter().filter(|(_, value)| *value == 1.0).collect();
+        assert_eq!(on.len(), 1, "{name}: exactly one state at 1");
+        assert_eq!(on[0].0["state"], state.as_str(), "{name}");
+        assert!(
+            series
+                .iter()
+                .all(|(_, value)| *value == 0.0 || *value == 1.0),
+            "{name}: states are 0 or 1"
+        );
+    }
+    assert_eq!(
+        scrape.families["circuit_breaker_state"].0, "gauge",
+        "the state is a gauge"
+    );
+}
+
+#[test]
+fn call_counters_equal_the_breakers_snapshot() {
+    let scenario = scenario();
+    let scrape = parse(&metrics::render(&scenario.registry));
+    for breaker in scenario.registry.snapshot().breakers {
+        let name = &*breaker.name;
+        let m = &breaker.metrics;
+        let calls = |outcome| {
+            scrape.get(
+                "circuit_breaker_calls_total",
+                &[("breaker", name), ("outcome", outcome)],
+            )
+        };
+        assert_eq!(calls("success"), f(m.successful_calls), "{name}");
+        assert_eq!(calls("failure"), f(m.failed_calls), "{name}");
+        assert_eq!(calls("ignored"), f(m.ignored_calls), "{name}");
+        assert_eq!(calls("cancelled"), f(m.cancelled_calls), "{name}");
+        // The outcomes add up to the calls: a timeout is not counted a second time among them.
+        let outcomes: f64 = ["success", "failure", "ignored", "cancelled"]
+            .into_iter()
+            .map(calls)
+            .sum();
+        assert_eq!(outcomes, f(m.total_calls), "{name}");
+        let timeouts = scrape.get("circuit_breaker_timeouts_total", &[("breaker", name)]);
+        assert_eq!(timeouts, f(m.timeouts), "{name}");
+        assert!(
+            timeouts <= calls("failure"),
+            "{name}: timeouts are failures"
+        );
+    }
+    // The scenario did what it says.
+    let inventory = |outcome| {
+        scrape.get(
+            "circuit_breaker_calls_total",
+            &[("breaker", "inventory"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(inventory("success"), 3.0);
+    assert_eq!(inventory("failure"), 2.0);
+    assert_eq!(inventory("ignored"), 1.0);
+    assert_eq!(inventory("cancelled"), 1.0);
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_timeouts_total",
+            &[("breaker", "inventory")]
+        ),
+        1.0
+    );
+    for family in [
+        "circuit_breaker_calls_total",
+        "circuit_breaker_timeouts_total",
+        "circuit_breaker_rejections_total",
+        "circuit_breaker_transitions_total",
+    ] {
+        assert_eq!(scrape.families[family].0, "counter", "{family}");
+    }
+}
+
+#[test]
+fn rejections_and_transitions_equal_the_breakers_snapshot() {
+    let scenario = scenario();
+    let scrape = parse(&metrics::render(&scenario.registry));
+    for breaker in scenario.registry.snapshot().breakers {
+        let name = &*breaker.name;
+        let m = &breaker.metrics;
+        let rejections = |reason| {
+            scrape.get(
+                "circuit_breaker_rejections_total",
+                &[("breaker", name), ("reason", reason)],
+            )
+        };
+        assert_eq!(rejections("open"), f(m.rejected_open), "{name}");
+        assert_eq!(
+            rejections("half_open_full"),
+            f(m.rejected_half_open),
+            "{name}"
+        );
+        for state in CircuitState::ALL {
+            assert_eq!(
+                scrape.get(
+                    "circuit_breaker_transitions_total",
+                    &[("breaker", name), ("to", state.as_str())]
+                ),
+                f(m.transitions.to(state)),
+                "{name} to {state}"
+            );
+        }
+    }
+    let rejections = |name, reason| {
+        scrape.get(
+            "circuit_breaker_rejections_total",
+            &[("breaker", name), ("reason", reason)],
+        )
+    };
+    assert_eq!(rejections("payments", "open"), 3.0);
+    assert_eq!(rejections("reports", "open"), 2.0);
+    assert_eq!(rejections("search", "half_open_full"), 1.0);
+    let into = |name, to| {
+        scrape.get(
+            "circuit_breaker_transitions_total",
+            &[("breaker", name), ("to", to)],
+        )
+    };
+    assert_eq!(into("search", "open"), 1.0);
+    assert_eq!(into("search", "half_open"), 1.0);
+    assert_eq!(into("reports", "isolated"), 1.0);
+    assert_eq!(into("legacy", "disabled"), 1.0);
+    assert_eq!(into("inventory", "open"), 0.0);
+}
+
+#[test]
+fn the_duration_histogram_is_the_latency_of_the_timed_calls() {
+    let scenario = scenario();
+    let scrape = parse(&metrics::render(&scenario.registry));
+    let family = "circuit_breaker_call_duration_seconds";
+    assert_eq!(scrape.families[family].0, "histogram");
+    for breaker in scenario.registry.snapshot().breakers {
+        let name = &*breaker.name;
+        let latency = &breaker.metrics.latency;
+        let count = scrape.get(&format!("{family}_count"), &[("breaker", name)]);
+        assert_eq!(count, f(latency.samples), "{name}: count = samples");
+        let sum = scrape.get(&format!("{family}_sum"), &[("breaker", name)]);
+        assert!(
+            (sum - latency.sum.as_secs_f64()).abs() < 1e-9,
+            "{name}: sum {sum} s, latency sum {:?}",
+            latency.sum
+        );
+        // Cumulative: each bucket holds the calls at or under its bound.
+        let mut below = 0;
+        for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            below += latency.buckets[index];
+            let bucket = scrape.get(
+                &format!("{family}_bucket"),
+                &[("breaker", name), ("le", &le(bound.as_secs_f64()))],
+            );
+            assert_eq!(bucket, f(below), "{name}: le {bound:?}");
+        }
+        let inf = scrape.get(
+            &format!("{family}_bucket"),
+            &[("breaker", name), ("le", "+Inf")],
+        );
+        assert_eq!(inf, count, "{name}: +Inf = count");
+        let buckets = scrape
+            .series(&format!("{family}_bucket"))
+            .into_iter()
+            .filter(|(labels, _)| labels["breaker"] == name)
+            .count();
+        assert_eq!(buckets, LATENCY_BUCKETS.len() + 1, "{name}");
+    }
+    eprintln!("{:?}", snapshot_of(&scenario, "inventory").metrics.latency);
+    // inventory.s seven calls: 3 of 20 ms, 300 ms, 2 s, two of 1 ms.
+    let inventory = |le: &str| {
+        scrape.get(
+            &format!("{family}_bucket"),
+            &[("breaker", "inventory"), ("le", le)],
+        )
+    };
+    assert_eq!(
+        scrape.get(&format!("{family}_count"), &[("breaker", "inventory")]),
+        6.0
+    );
+    assert_eq!(inventory("0.001"), 1.0);
+    assert_eq!(inventory("0.01"), 1.0);
+    assert_eq!(inventory("0.025"), 4.0);
+    assert_eq!(inventory("0.25"), 4.0);
+    assert_eq!(inventory("0.5"), 5.0);
+    assert_eq!(inventory("1"), 5.0);
+    assert_eq!(inventory("2.5"), 6.0);
+    assert_eq!(inventory("+Inf"), 6.0);
+    let sum = scrape.get(&format!("{family}_sum"), &[("breaker", "inventory")]);
+    assert!((sum - 2.361).abs() < 1e-9, "sum {sum}");
+}
+
+#[test]
+fn window_rates_are_exported_only_for_breakers_with_a_window() {
+    let scenario = scenario();
+    let scrape = parse(&metrics::render(&scenario.registry));
+    for breaker in scenario.registry.snapshot().breakers {
+        let name = &*breaker.name;
+        let labels = [("breaker", name)];
+        let failure = scrape.value("circuit_breaker_failure_rate", &labels);
+        let slow = scrape.value("circuit_breaker_slow_call_rate", &labels);
+        let calls = scrape.value("circuit_breaker_window_calls", &labels);
+        match breaker.metrics.window {
+            Some(window) => {
+                assert_eq!(failure, Some(window.failure_rate()), "{name}");
+                assert_eq!(slow, Some(window.slow_call_rate()), "{name}");
+                assert_eq!(calls, Some(f(window.calls)), "{name}");
+            }
+            None => assert_eq!((failure, slow, calls), (None, None, None), "{name}"),
+        }
+    }
+    // catalog: one failure and one slow call in four calls.
+    let catalog = [("breaker", "catalog")];
+    assert_eq!(scrape.get("circuit_breaker_failure_rate", &catalog), 0.25);
+    assert_eq!(scrape.get("circuit_breaker_slow_call_rate", &catalog), 0.25);
+    assert_eq!(scrape.get("circuit_breaker_window_calls", &catalog), 4.0);
+    assert_eq!(scrape.series("circuit_breaker_failure_rate").len(), 2);
+}
+
+#[test]
+fn gauges_show_the_breakers_present_figures() {
+    let scenario = scenario();
+    scenario.time.advance(Duration::from_secs(5));
+    let scrape = parse(&metrics::render(&scenario.registry));
+    for breaker in scenario.registry.snapshot().breakers {
+        let name = &*breaker.name;
+        let labels = [("breaker", name)];
+        let m: &CircuitMetrics = &breaker.metrics;
+        assert_eq!(
+            scrape.get("circuit_breaker_critical", &labels),
+            f(u64::from(breaker.critical)),
+            "{name}"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_consecutive_failures", &labels),
+            f(u64::from(m.consecutive_failures)),
+            "{name}"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_probes_in_flight", &labels),
+            f(u64::from(m.half_open_in_flight)),
+            "{name}"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_time_in_state_seconds", &labels),
+            m.time_in_state.as_secs_f64(),
+            "{name}"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_break_duration_seconds", &labels),
+            m.break_duration.as_secs_f64(),
+            "{name}"
+        );
+        let next_probe = scrape.value("circuit_breaker_next_probe_in_seconds", &labels);
+        if m.state == CircuitState::Open {
+            assert_eq!(
+                next_probe,
+                m.next_probe_in.map(|left| left.as_secs_f64()),
+                "{name}"
+            );
+        } else {
+            assert_eq!(
+                next_probe, None,
+                "{name}: only open breakers wait for a probe"
+            );
+        }
+    }
+    let payments = [("breaker", "payments")];
+    assert_eq!(scrape.get("circuit_breaker_critical", &payments), 1.0);
+    assert_eq!(
+        scrape.get("circuit_breaker_probes_in_flight", &[("breaker", "search")]),
+        1.0
+    );
+    // payments opened 5 s ago for 30 s.
+    assert_eq!(
+        scrape.get("circuit_breaker_next_probe_in_seconds", &payments),
+        25.0
+    );
+    assert_eq!(
+        scrape.series("circuit_breaker_next_probe_in_seconds").len(),
+        1
+    );
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_consecutive_failures",
+            &[("breaker", "inventory")]
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn series_are_counted_per_breaker_and_no_label_set_repeats() {
+    let scenario = scenario();
+    let breakers = scenario.registry.len();
+    // `parse` fails on a label set seen twice in a series; the counts pin what each family holds.
+    let scrape = parse(&metrics::render(&scenario.registry));
+    let count = |series: &str| scrape.series(series).len();
+    assert_eq!(count("circuit_breaker_state"), 5 * breakers);
+    assert_eq!(count("circuit_breaker_calls_total"), 4 * breakers);
+    assert_eq!(count("circuit_breaker_rejections_total"), 2 * breakers);
+    assert_eq!(count("circuit_breaker_transitions_total"), 5 * breakers);
+    for per_breaker in [
+        "circuit_breaker_critical",
+        "circuit_breaker_timeouts_total",
+        "circuit_breaker_consecutive_failures",
+        "circuit_breaker_probes_in_flight",
+        "circuit_breaker_time_in_state_seconds",
+        "circuit_breaker_break_duration_seconds",
+        "circuit_breaker_call_duration_seconds_count",
+        "circuit_breaker_call_duration_seconds_sum",
+    ] {
+        assert_eq!(count(per_breaker), breakers, "{per_breaker}");
+    }
+    // Labels are the breaker's name and fixed words only.
+    for (series, labels) in scrape.samples.keys() {
+        for (label, value) in labels {
+            let allowed: &[&str] = match label.as_str() {
+                "breaker" => continue,
+                "state" | "to" => &["closed", "open", "half_open", "isolated", "disabled"],
+                "outcome" => &["success", "failure", "ignored", "cancelled"],
+                "reason" => &["open", "half_open_full"],
+                "le" => continue,
+                other => panic!("{series}: unexpected label {other}"),
+            };
+            assert!(
+                allowed.contains(&value.as_str()),
+                "{series}: {label}={value}"
+            );
+        }
+    }
+    // Every family is documented.
+    for (family, (_, help, _)) in &scrape.families {
+        assert!(family.starts_with("circuit_breaker_"), "{family}");
+        assert!(!help.is_empty(), "{family} has no help");
+    }
+}
+
+#[test]
+fn a_breaker_name_that_needs_escaping_reads_back_unchanged() {
+    let scenario = scenario();
+    let text = metrics::render(&scenario.registry);
+    assert!(!text.contains(ODD_NAME), "the name is escaped in the text");
+    let scrape = parse(&text);
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_state",
+            &[("breaker", ODD_NAME), ("state", "closed")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn counters_never_go_down_across_a_reset() {
+    let scenario = scenario();
+    let before = parse(&metrics::render(&scenario.registry));
+    for breaker in scenario.registry.breakers() {
+        breaker.reset();
+    }
+    let after = parse(&metrics::render(&scenario.registry));
+    let mut counters = 0;
+    for ((series, labels), value) in &before.samples {
+        if series.ends_with("_total") || series.contains("call_duration_seconds") {
+            counters += 1;
+            let now = after.samples[&(series.clone(), labels.clone())];
+            assert!(
+                now >= *value,
+                "{series}{labels:?} went from {value} to {now}"
+            );
+        }
+    }
+    assert!(counters > 0);
+    assert_eq!(
+        after.get(
+            "circuit_breaker_transitions_total",
+            &[("breaker", "payments"), ("to", "closed")]
+        ),
+        1.0,
+        "the reset is a transition to closed"
+    );
+}
+
+// ===== OpenMetrics and the app's own registry =====
+
+#[test]
+fn the_openmetrics_rendering_holds_the_same_samples_with_units() {
+    let scenario = scenario();
+    let text = metrics::render_openmetrics(&scenario.registry);
+    assert!(text.ends_with("# EOF\n"));
+    let open = parse_open(&text);
+    let classic = parse(&metrics::render(&scenario.registry));
+    assert_eq!(open.samples, classic.samples);
+    let (kind, _, unit) = &open.families["circuit_breaker_call_duration_seconds"];
+    assert_eq!(
+        (kind.as_str(), unit.as_str()),
+        (OpenMetricsType::Histogram.to_string().as_str(), "seconds")
+    );
+    assert_eq!(
+        open.families["circuit_breaker_time_in_state_seconds"].2,
+        "seconds"
+    );
+    assert_eq!(open.families["circuit_breaker_calls"].0, "counter");
+}
+
+#[test]
+fn the_collector_in_an_apps_registry_takes_its_prefix_and_sees_new_breakers() {
+    let scenario = scenario();
+    let mut registry = Registry::default();
+    registry
+        .sub_registry_with_prefix("shop")
+        .register_collector(Box::new(RegistryCollector::new(scenario.registry.clone())));
+    // A breaker made after the collector was registered is in the next scrape.
+    scenario
+        .registry
+        .get_or_create("late")
+        .expect("auto-created");
+    let mut text = String::new();
+    encode(&mut text, &registry).expect("encodes");
+    let scrape = parse_open(&text);
+    assert_eq!(
+        scrape.get(
+            "shop_circuit_breaker_state",
+            &[("breaker", "late"), ("state", "closed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        scrape.get(
+            "shop_circuit_breaker_calls_total",
+            &[("breaker", "inventory"), ("outcome", "success")]
+        ),
+        3.0
+    );
+}
+
+#[test]
+fn content_types_name_the_formats_rendered() {
+    assert_eq!(
+        metrics::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(
+        metrics::OPENMETRICS_CONTENT_TYPE,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let registry = CircuitBreakerRegistry::new();
+    assert!(!metrics::render(&registry).contains("# EOF"));
+    assert!(metrics::render_openmetrics(&registry).ends_with("# EOF\n"));
+}
