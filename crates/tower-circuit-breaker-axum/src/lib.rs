@@ -38,6 +38,11 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+// The README's examples (the engine's and this crate's) are compiled and run with these doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub mod admin;
 pub mod dashboard;
 pub mod health;

@@ -4,7 +4,7 @@
 //! serde (durations are written as `"30s"`, `"1m 30s"` or `"250ms"`). It is checked when a breaker
 //! is built; a bad value is refused with a [`ConfigError`] naming the field and the rule.
 //!
-//! The defaults follow REQ-009 of the specification: open after 5 consecutive failures, stay open
+//! The defaults: open after 5 consecutive failures, stay open
 //! for 30 s, close after 3 successful probes, at most 5 probes at once.
 //!
 //! # Example

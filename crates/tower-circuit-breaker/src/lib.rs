@@ -81,11 +81,6 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-// The README's example is compiled and run with the doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
-
 pub mod breaker;
 pub mod classify;
 pub mod clock;

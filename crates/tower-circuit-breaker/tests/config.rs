@@ -1,4 +1,4 @@
-//! Configuration: the REQ-009 defaults, serde with `"30s"` durations, and validation that names the
+//! Configuration: the defaults, serde with `"30s"` durations, and validation that names the
 //! field and the rule.
 
 use std::time::Duration;

@@ -38,7 +38,7 @@
 //! it spans between T - T/B and T). Both slide: a breaker healthy for a week trips exactly as fast
 //! as one that has seen one window of successes. Only closed-state calls of the current
 //! generation go in; ignored and cancelled calls stay out; the window is emptied when the circuit
-//! closes. Recording is lock-free (see `window.rs`): a count window costs one atomic add and one
+//! closes. Recording is lock-free: a count window costs one atomic add and one
 //! load per call (three more atomic operations when the slot's old outcome differs); a time
 //! window one clock read, one load and one atomic add, and a bucket change once per bucket width.
 //! Under a race with a transition an outcome from the old generation can land in the new window
@@ -63,7 +63,7 @@
 //! written by hand so its `poll` inlines into the caller's.
 //!
 //! Memory is fixed when the breaker is built ([`size_in_bytes`](CircuitBreaker::size_in_bytes)).
-//! Measured on the 2-core machines this project is built on (4 counter stripes of 256 bytes):
+//! Measured on an x86-64 machine with two cores (4 counter stripes of 256 bytes):
 //!
 //! | configuration | bytes per breaker |
 //! |---|---|
@@ -71,7 +71,7 @@
 //! | with a 100-call count window | 1,841 (+1 byte a call) |
 //! | with a 60 s / 60-bucket time window | 2,701 (+16 bytes a bucket) |
 //!
-//! Counter stripes are twice the cores (at least 4, at most 64), so a 32-core machine spends
+//! Counter stripes are twice the cores (at least 4, at most 64), so a machine with 32 cores spends
 //! 16 KiB on them.
 //!
 //! Time-driven changes (a break that ended, a probe that overran) are applied whenever the breaker
