@@ -22,8 +22,9 @@
 //!
 //! Cards are in name order, so a card does not move when its state changes; the header names
 //! the breakers that need a look. A "problems first" order (open, isolated, half-open, disabled,
-//! closed; critical first within a state) can be picked on the page and is remembered by the
-//! browser. Names and reasons are set as text, never parsed as HTML.
+//! closed; critical first within a state) can be picked on the page, where the browser
+//! remembers it, or linked to as `?sort=problems`. Names and reasons are set as text, never
+//! parsed as HTML.
 //!
 //! # Where it looks for `health`
 //!

@@ -1,0 +1,574 @@
+//! The dashboard page in a real headless Chromium, against a real axum server on 127.0.0.1:
+//! every breaker drawn with its state after the page's script ran, the overall status, the
+//! reasons of the transitions, the 503 body of an unhealthy app drawn rather than taken for an
+//! error, names escaped, "connection lost" when `health` fails, and a screenshot to look at
+//! (`target/dashboard.png`).
+//!
+//! Chromium must be installed (`apt-get install chromium` on Debian; CI installs it): these tests
+//! fail, not skip, without it. `CHROMIUM=/path/to/chrome` picks another binary.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower_circuit_breaker::registry::{BreakerSettings, CircuitBreakerRegistry};
+use tower_circuit_breaker::{CircuitBreakerConfig, CircuitState, ManualClock};
+use tower_circuit_breaker_axum::health::HealthReport;
+use tower_circuit_breaker_axum::{dashboard, BreakerRoutes};
+
+/// How long one Chromium run may take, cold start on a busy machine included.
+const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A name a careless page would turn into an element.
+const HOSTILE_NAME: &str = "<img src=x onerror=alert(1)>";
+
+// ===== the app under the page =====
+
+/// Six breakers, one per state and a hostile name, on a clock the test moves:
+/// `pgmq` (critical) open after 3 failures with a 30 s break, `payments` half-open after its
+/// 10 s break, `object-store` isolated, `legacy-soap` disabled, `cache` and the hostile name
+/// closed.
+fn registry(clock: &ManualClock) -> CircuitBreakerRegistry {
+    CircuitBreakerRegistry::builder()
+        .clock(clock.clone())
+        .breaker(
+            "pgmq",
+            BreakerSettings::new(
+                CircuitBreakerConfig::default()
+                    .failure_threshold(3)
+                    .break_duration(Duration::from_secs(30)),
+            )
+            .critical(true),
+        )
+        .breaker(
+            "payments",
+            BreakerSettings::new(
+                CircuitBreakerConfig::default()
+                    .failure_threshold(1)
+                    .break_duration(Duration::from_secs(10)),
+            )
+            .critical(true),
+        )
+        .breaker("cache", CircuitBreakerConfig::default())
+        .breaker("object-store", CircuitBreakerConfig::default())
+        .breaker("legacy-soap", CircuitBreakerConfig::default())
+        .breaker(HOSTILE_NAME, CircuitBreakerConfig::default())
+        .build()
+        .unwrap()
+}
+
+/// Opens `pgmq` (3 failures, then 4 calls turned away) and `payments`, gives `cache` 7
+/// successes and 1 failure, isolates `object-store` and disables `legacy-soap`.
+async fn drive(registry: &CircuitBreakerRegistry) {
+    let payments = registry.get("payments").unwrap();
+    let _ = payments
+        .call(|| async { Err::<(), _>("connection reset") })
+        .await;
+    assert_eq!(payments.state(), CircuitState::Open);
+
+    let cache = registry.get("cache").unwrap();
+    for _ in 0..7 {
+        cache.call(|| async { Ok::<_, &str>(()) }).await.unwrap();
+    }
+    let _ = cache.call(|| async { Err::<(), _>("timeout") }).await;
+    assert_eq!(cache.state(), CircuitState::Closed);
+
+    registry.get("object-store").unwrap().isolate();
+    registry.get("legacy-soap").unwrap().disable();
+
+    let pgmq = registry.get("pgmq").unwrap();
+    for _ in 0..3 {
+        let _ = pgmq.call(|| async { Err::<(), _>("x") }).await;
+    }
+    assert_eq!(pgmq.state(), CircuitState::Open);
+    for _ in 0..4 {
+        assert!(pgmq.call(|| async { Ok::<_, &str>(()) }).await.is_err());
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn get_text(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+// ===== Chromium =====
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+struct Browser {
+    dom: String,
+    status: ExitStatus,
+    stderr: String,
+}
+
+/// Runs headless Chromium on `url` until the page has had 5 s of (virtual) time, and returns
+/// the DOM as it stands then; with `screenshot`, also writes a 1280x900 PNG there.
+async fn chromium(url: String, profile: &str, screenshot: Option<PathBuf>) -> Browser {
+    let profile = target_dir().join("dashboard-test").join(profile);
+    tokio::task::spawn_blocking(move || {
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut command = Command::new(&binary);
+        command
+            .arg("--headless")
+            // Root in a container has no user namespace for the sandbox; the page is our own.
+            .arg("--no-sandbox")
+            .arg("--disable-gpu")
+            .arg("--no-first-run")
+            .arg("--no-default-browser-check")
+            .arg("--disable-extensions")
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--virtual-time-budget=5000")
+            .arg("--window-size=1280,900");
+        if let Some(path) = &screenshot {
+            command.arg(format!("--screenshot={}", path.display()));
+        }
+        command
+            .arg("--dump-dom")
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
+                "`{binary}` is not installed: the dashboard is checked in a real headless \
+                 Chromium (Debian: `apt-get install -y chromium`; or set CHROMIUM to a \
+                 Chrome/Chromium binary)"
+            ),
+            Err(error) => panic!("cannot start `{binary}`: {error}"),
+        };
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).map(|_| text)
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "chromium did not finish within {CHROMIUM_TIMEOUT:?} on {url}; stderr:\n{}",
+                    err.join().unwrap()
+                );
+            }
+            // Waiting on a process, not on a breaker.
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let dom = out.join().unwrap().expect("chromium's DOM is UTF-8");
+        let stderr = err.join().unwrap();
+        let _ = std::fs::remove_dir_all(&profile);
+        Browser {
+            dom,
+            status,
+            stderr,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+impl Browser {
+    /// The DOM, after checking Chromium ended well (its dbus and GPU chatter on stderr aside).
+    fn dom(&self) -> &str {
+        assert!(
+            self.status.success(),
+            "chromium failed ({}); stderr:\n{}",
+            self.status,
+            self.stderr
+        );
+        assert!(
+            self.dom.contains("</html>"),
+            "chromium dumped no document; stderr:\n{}",
+            self.stderr
+        );
+        &self.dom
+    }
+}
+
+// ===== reading the DOM =====
+
+/// One element's opening tag's attributes (entities decoded) and its markup up to the next
+/// element of the same tag.
+#[derive(Debug)]
+struct Element {
+    attributes: HashMap<String, String>,
+    markup: String,
+}
+
+impl Element {
+    fn attribute(&self, name: &str) -> &str {
+        self.attributes
+            .get(name)
+            .map_or_else(|| panic!("no {name} on {self:?}"), String::as_str)
+    }
+}
+
+/// Every `<tag ...>` in `dom` carrying `marker` in its opening tag.
+fn elements(dom: &str, tag: &str, marker: &str) -> Vec<Element> {
+    let open = format!("<{tag} ");
+    let mut found = Vec::new();
+    let starts: Vec<usize> = dom.match_indices(&open).map(|(at, _)| at).collect();
+    for (index, &start) in starts.iter().enumerate() {
+        let end_of_tag = start + dom[start..].find('>').unwrap();
+        let tag_text = &dom[start + open.len()..end_of_tag];
+        if !tag_text.contains(marker) {
+            continue;
+        }
+        let end = starts.get(index + 1).copied().unwrap_or(dom.len());
+        found.push(Element {
+            attributes: attributes(tag_text),
+            markup: dom[start..end].to_owned(),
+        });
+    }
+    found
+}
+
+fn attributes(tag_text: &str) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    let mut rest = tag_text;
+    while let Some(equals) = rest.find("=\"") {
+        let name = rest[..equals].trim().rsplit(' ').next().unwrap().to_owned();
+        let value_start = equals + 2;
+        let value_len = rest[value_start..].find('"').unwrap();
+        found.insert(name, decode(&rest[value_start..value_start + value_len]));
+        rest = &rest[value_start + value_len + 1..];
+    }
+    found
+}
+
+fn decode(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// The text of the first element of `markup` whose opening tag carries `marker`.
+fn text_of(markup: &str, marker: &str) -> String {
+    let at = markup
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {markup}"));
+    let start = at + markup[at..].find('>').unwrap() + 1;
+    let end = start + markup[start..].find('<').unwrap();
+    decode(&markup[start..end])
+}
+
+// ===== the tests =====
+
+#[test]
+fn page_is_one_self_contained_document() {
+    let html = dashboard::HTML;
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.trim_end().ends_with("</html>"));
+    assert_eq!(dashboard::page().0, html);
+    // The favicon's SVG namespace names a namespace; it is not fetched.
+    let without_namespace = html.replace("http://www.w3.org/2000/svg", "");
+    for external in [
+        "http://",
+        "https://",
+        "//cdn",
+        "<script src",
+        "<link rel=\"stylesheet\"",
+        "@import",
+        "url(",
+        "<img",
+    ] {
+        assert!(
+            !without_namespace.contains(external),
+            "the page must load nothing from outside, but it has `{external}`"
+        );
+    }
+    assert!(
+        !html.contains("innerHTML") && !html.contains("insertAdjacentHTML"),
+        "the page must set data as text, never parse it as HTML"
+    );
+    assert!(html.contains("<style>") && html.contains("<script>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_draws_every_breaker_with_its_state_nested_under_a_prefix() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    drive(&registry).await;
+    // `payments`' break ends; `pgmq`'s has 20 s left.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        registry.get("payments").unwrap().state(),
+        CircuitState::HalfOpen
+    );
+
+    let app = Router::new()
+        .route("/", get(|| async { "the app" }))
+        .nest("/ops", BreakerRoutes::new(registry.clone()).into_router());
+    let addr = serve(app).await;
+
+    // The page under test reads an unhealthy app's 503.
+    let (status, body) = get_text(addr, "/ops/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("\"status\":\"unhealthy\""), "{body}");
+
+    let screenshot = target_dir().join("dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let started = Instant::now();
+    // `/ops` without the slash: the page still finds `/ops/health`.
+    let browser = chromium(
+        format!("http://{addr}/ops"),
+        "breakers",
+        Some(screenshot.clone()),
+    )
+    .await;
+    let dom = browser.dom();
+    eprintln!("chromium ran for {:?}", started.elapsed());
+
+    // The overall status, as colour hook and as text.
+    let status = elements(dom, "span", "id=\"status\"");
+    assert_eq!(status.len(), 1, "one #status in {dom}");
+    assert_eq!(status[0].attribute("data-status"), "unhealthy");
+    assert_eq!(text_of(&status[0].markup, "id=\"status\""), "unhealthy");
+    let connection = elements(dom, "div", "id=\"connection\"");
+    assert_eq!(connection[0].attribute("data-connection"), "ok");
+
+    // Every breaker, once, in name order, with its state.
+    let cards = elements(dom, "article", "data-breaker=");
+    let drawn: Vec<(&str, &str)> = cards
+        .iter()
+        .map(|card| (card.attribute("data-breaker"), card.attribute("data-state")))
+        .collect();
+    let mut expected = vec![
+        (HOSTILE_NAME, "closed"),
+        ("cache", "closed"),
+        ("legacy-soap", "disabled"),
+        ("object-store", "isolated"),
+        ("payments", "half_open"),
+        ("pgmq", "open"),
+    ];
+    expected.sort_unstable();
+    assert_eq!(drawn, expected, "cards in name order with their states");
+    let card = |name: &str| cards.iter().find(|c| c.attribute("data-breaker") == name);
+
+    // Each card's counts are the report's (nothing moves: the clock stands still).
+    for breaker in HealthReport::of(&registry).breakers {
+        let markup = &card(&breaker.name).unwrap().markup;
+        for (role, value) in [
+            ("calls", breaker.total_calls),
+            ("successes", breaker.successful_calls),
+            ("failures", breaker.failed_calls),
+            ("rejections", breaker.rejected_calls),
+            ("consecutive", u64::from(breaker.consecutive_failures)),
+        ] {
+            let shown = text_of(markup, &format!("data-role=\"{role}\""));
+            assert_eq!(shown, value.to_string(), "{role} of {}", breaker.name);
+        }
+    }
+
+    // The open one: critical, its reason, its counts and the break counting down.
+    let pgmq = card("pgmq").unwrap();
+    assert_eq!(pgmq.attribute("data-critical"), "true");
+    assert!(pgmq.markup.contains(">Open<"), "state written as text");
+    assert!(pgmq.markup.contains(">critical<"));
+    assert!(
+        pgmq.markup.contains("3 consecutive failures"),
+        "reason of the open breaker in {}",
+        pgmq.markup
+    );
+    assert!(pgmq
+        .markup
+        .contains("data-from=\"closed\" data-to=\"open\""));
+    assert_eq!(text_of(&pgmq.markup, "data-role=\"failures\""), "3");
+    assert_eq!(text_of(&pgmq.markup, "data-role=\"rejections\""), "4");
+    assert!(
+        pgmq.markup.contains("100.0 %"),
+        "failure rate as a percentage"
+    );
+    let left = text_of(&pgmq.markup, "data-role=\"retry-after\"");
+    let seconds: f64 = left
+        .strip_suffix(" s")
+        .unwrap_or_else(|| panic!("countdown `{left}`"))
+        .parse()
+        .unwrap();
+    assert!(
+        seconds > 0.0 && seconds <= 20.0,
+        "20 s left in the break when served, counting down: {left}"
+    );
+    assert!(
+        pgmq.markup.contains(" s ago<") || pgmq.markup.contains(">just now<"),
+        "the transition's age in {}",
+        pgmq.markup
+    );
+
+    let object_store = card("object-store").unwrap();
+    assert!(object_store.markup.contains("isolated by hand"));
+    assert!(object_store.markup.contains(">Isolated<"));
+    let payments = card("payments").unwrap();
+    assert!(payments.markup.contains("break of 10s elapsed"));
+    assert!(payments.markup.contains(">Half-open<"));
+    assert!(card("legacy-soap")
+        .unwrap()
+        .markup
+        .contains("disabled by hand"));
+    let cache = card("cache").unwrap();
+    assert_eq!(text_of(&cache.markup, "data-role=\"calls\""), "8");
+    assert_eq!(text_of(&cache.markup, "data-role=\"successes\""), "7");
+    assert!(cache.markup.contains("12.5 %"), "1 failure in 8 calls");
+
+    // The hostile name is text, not an element.
+    let hostile = card(HOSTILE_NAME).unwrap();
+    assert!(hostile
+        .markup
+        .contains("&lt;img src=x onerror=alert(1)&gt;</h2>"));
+    assert!(!dom.contains("<img"), "a name became markup");
+
+    // A picture a person can look at.
+    let png = std::fs::read(&screenshot)
+        .unwrap_or_else(|error| panic!("no screenshot at {}: {error}", screenshot.display()));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1280, 900));
+    assert!(
+        png.len() > 30_000,
+        "a 1280x900 page of cards is not a blank image: {} bytes",
+        png.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_orders_problems_first_when_asked() {
+    // `payments` and `pgmq` both open and critical.
+    let registry = registry(&ManualClock::new());
+    drive(&registry).await;
+    let app = BreakerRoutes::new(registry).into_router();
+    let addr = serve(app).await;
+
+    let browser = chromium(format!("http://{addr}/?sort=problems"), "problems", None).await;
+    let dom = browser.dom();
+
+    let order: Vec<String> = elements(dom, "article", "data-breaker=")
+        .iter()
+        .map(|card| card.attribute("data-breaker").to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "payments",
+            "pgmq",
+            "object-store",
+            "legacy-soap",
+            HOSTILE_NAME,
+            "cache"
+        ],
+        "open, isolated, half-open, disabled, closed; by name within a state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_the_last_report_and_says_connection_lost_when_health_fails() {
+    let registry = registry(&ManualClock::new());
+    drive(&registry).await;
+    // The first poll is answered, every later one fails.
+    let polls = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/", get(|| async { dashboard::page() }))
+        .route(
+            "/health",
+            get(move || {
+                let polls = polls.clone();
+                let registry = registry.clone();
+                async move {
+                    if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let report = HealthReport::of(&registry);
+                        (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response()
+                    } else {
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            [(header::CONTENT_TYPE, "text/plain")],
+                            "boom",
+                        )
+                            .into_response()
+                    }
+                }
+            }),
+        );
+    let addr = serve(app).await;
+
+    let screenshot = target_dir().join("dashboard-lost.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let browser = chromium(format!("http://{addr}/"), "lost", Some(screenshot.clone())).await;
+    let dom = browser.dom();
+
+    let connection = elements(dom, "div", "id=\"connection\"");
+    assert_eq!(connection.len(), 1);
+    assert_eq!(connection[0].attribute("data-connection"), "lost");
+    let banner = text_of(&connection[0].markup, "id=\"connection\"");
+    assert!(
+        banner.starts_with("Connection lost") && banner.contains("HTTP 500"),
+        "banner: {banner}"
+    );
+    assert!(
+        dom.contains("<body class=\"stale\">"),
+        "the old report is dimmed"
+    );
+    // The last report stays on screen.
+    let cards = elements(dom, "article", "data-breaker=");
+    assert_eq!(cards.len(), 6);
+    let status = elements(dom, "span", "id=\"status\"");
+    assert_eq!(status[0].attribute("data-status"), "unhealthy");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 30_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_says_connection_lost_before_any_report() {
+    let app = Router::new().route("/", get(|| async { dashboard::page() }));
+    let addr = serve(app).await;
+
+    let browser = chromium(format!("http://{addr}/"), "never", None).await;
+    let dom = browser.dom();
+
+    let connection = elements(dom, "div", "id=\"connection\"");
+    assert_eq!(connection[0].attribute("data-connection"), "lost");
+    assert!(text_of(&connection[0].markup, "id=\"connection\"").contains("HTTP 404"));
+    let status = elements(dom, "span", "id=\"status\"");
+    assert_eq!(status[0].attribute("data-status"), "unknown");
+    assert!(elements(dom, "article", "data-breaker=").is_empty());
+}
