@@ -30,10 +30,11 @@
 //!
 //! The page polls `health` about once a second, resolved against its own path taken as a
 //! directory: it assumes it is served at the root of the router whose `health` it reads.
-//! Nested with `app.nest("/ops", routes)`, it polls `/ops/health` whether it was opened as
-//! `/ops/` or as `/ops`; merged at the root, `/health`. Served somewhere else (say a handler of
-//! your own at `/dashboard` with health at `/health`), it would poll `/dashboard/health`: serve
-//! it at the same level as `health`.
+//! Nested with `app.nest("/ops", routes)`, axum 0.8 serves the page at `/ops` (not at `/ops/`),
+//! and the page polls `/ops/health`; it would poll the same URL if opened as `/ops/` (when an
+//! app routes that too). Merged at the root, it is at `/` and polls `/health`. Served somewhere
+//! else (say a handler of your own at `/dashboard` with health at `/health`), it would poll
+//! `/dashboard/health`: serve it at the same level as `health`.
 //!
 //! `health` answers 503 with the same JSON body when the app is unhealthy; the page draws that
 //! body like any other report. Ages (`12 s ago`) are measured against the report's own

@@ -204,7 +204,7 @@ async fn chromium(url: String, profile: &str, screenshot: Option<PathBuf>) -> Br
         }
     })
     .await
-    .unwrap()
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
 }
 
 impl Browser {
@@ -249,7 +249,7 @@ fn elements(dom: &str, tag: &str, marker: &str) -> Vec<Element> {
     let mut found = Vec::new();
     let starts: Vec<usize> = dom.match_indices(&open).map(|(at, _)| at).collect();
     for (index, &start) in starts.iter().enumerate() {
-        let end_of_tag = start + dom[start..].find('>').unwrap();
+        let end_of_tag = start + tag_end(&dom[start..]);
         let tag_text = &dom[start + open.len()..end_of_tag];
         if !tag_text.contains(marker) {
             continue;
@@ -261,6 +261,19 @@ fn elements(dom: &str, tag: &str, marker: &str) -> Vec<Element> {
         });
     }
     found
+}
+
+/// Where the opening tag at the start of `markup` ends: its first `>` outside quotes.
+fn tag_end(markup: &str) -> usize {
+    let mut quoted = false;
+    for (at, byte) in markup.bytes().enumerate() {
+        match byte {
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => return at,
+            _ => {}
+        }
+    }
+    panic!("unterminated tag: {markup}")
 }
 
 fn attributes(tag_text: &str) -> HashMap<String, String> {
@@ -289,7 +302,7 @@ fn text_of(markup: &str, marker: &str) -> String {
     let at = markup
         .find(marker)
         .unwrap_or_else(|| panic!("no {marker} in {markup}"));
-    let start = at + markup[at..].find('>').unwrap() + 1;
+    let start = at + tag_end(&markup[at..]) + 1;
     let end = start + markup[start..].find('<').unwrap();
     decode(&markup[start..end])
 }
