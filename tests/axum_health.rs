@@ -2,6 +2,9 @@
 //! port, its upstream driven to fail over HTTP; the breaker opens as `/health` and `/metrics`
 //! show, then closes after the upstream recovers.
 //!
+//! A second test loads the main job's dashboard, with the breakers of `examples/breakers.yaml`,
+//! in headless Chromium and writes a screenshot of it to `target/axum_health.png`.
+//!
 //! The binary keeps real time, so this test uses a breakers file with a 200 ms break and polls
 //! `/health` for the change it waits for (bounded), rather than sleeping a fixed time.
 
@@ -17,6 +20,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+
+#[path = "../crates/tower-circuit-breaker-axum/tests/support/browser.rs"]
+mod browser;
 
 const BREAKERS: &str = r"
 circuit_breakers:
@@ -60,10 +66,14 @@ impl Drop for MainJob {
 }
 
 impl MainJob {
-    fn start(config: &std::path::Path) -> Self {
-        let mut child = Command::new(binary())
-            .args(["--addr", "127.0.0.1:0", "--no-traffic", "--config"])
-            .arg(config)
+    /// Starts it on a free port, with `config` (or the example's own breakers file).
+    fn start(config: Option<&std::path::Path>) -> Self {
+        let mut command = Command::new(binary());
+        command.args(["--addr", "127.0.0.1:0", "--no-traffic"]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .env("BREAKERS_ADMIN_TOKEN", "test-token")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -134,7 +144,7 @@ async fn the_main_job_opens_a_breaker_when_its_upstream_fails_and_closes_it_afte
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("breakers.yaml");
     std::fs::write(&config, BREAKERS).unwrap();
-    let job = MainJob::start(&config);
+    let job = MainJob::start(Some(&config));
     let http = Http {
         client: Client::builder(TokioExecutor::new()).build_http(),
         base: job.base.clone(),
@@ -191,4 +201,48 @@ async fn the_main_job_opens_a_breaker_when_its_upstream_fails_and_closes_it_afte
     assert_eq!(http.health().await.0, StatusCode::SERVICE_UNAVAILABLE);
     drop(job);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_jobs_dashboard_shows_every_configured_breaker_with_its_state() {
+    let job = MainJob::start(None);
+    let http = Http {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        base: job.base.clone(),
+    };
+    // Isolate the critical database breaker (the file's 1 s minimum between transitions keeps a
+    // fresh breaker from opening at once), so one card is not green and the app is unhealthy.
+    let (status, _) = http.send(Method::POST, "/breakers/database/isolate").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(http.state_of("database").await, "isolated");
+
+    let screenshot = browser::target_dir().join("axum_health.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let page = browser::chromium(
+        format!("{}/", job.base),
+        "axum-health",
+        Some(screenshot.clone()),
+    )
+    .await;
+    let dom = page.dom();
+    let cards = browser::elements(dom, "article", "data-breaker=");
+    let states: std::collections::BTreeMap<&str, &str> = cards
+        .iter()
+        .map(|card| (card.attribute("data-breaker"), card.attribute("data-state")))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("cache", "closed"),
+            ("database", "isolated"),
+            ("pgmq", "closed"),
+            ("s3", "closed")
+        ]
+        .into_iter()
+        .collect(),
+        "every breaker of examples/breakers.yaml, drawn with its state"
+    );
+    let status = browser::elements(dom, "span", "id=\"status\"");
+    assert_eq!(status[0].attribute("data-status"), "unhealthy");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }

@@ -23,8 +23,8 @@ use crate::{dashboard, metrics};
 /// | `POST /breakers/{name}/{action}` | [admin](crate::admin) actions, only with [`admin_token`](Self::admin_token) |
 ///
 /// The router can be merged into an app's (`app.merge(routes)`) or nested under a prefix
-/// (`app.nest("/ops", routes)`); the dashboard fetches `health` relative to its own URL, so
-/// nested it is served at `/ops/`.
+/// (`app.nest("/ops", routes)`). Nested, the dashboard is at `/ops` (axum serves a nested `/` at
+/// the prefix without a trailing slash) and reads `/ops/health`.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until turned into a router"]
 pub struct BreakerRoutes {
