@@ -128,8 +128,7 @@ impl Browser {
 
 // ===== reading the DOM =====
 
-/// One element's opening tag's attributes (entities decoded) and its markup up to the next
-/// element of the same tag.
+/// One element: its attributes and its outer HTML (as the HTML parser serializes it).
 #[derive(Debug)]
 pub(crate) struct Element {
     pub(crate) attributes: HashMap<String, String>,
@@ -144,66 +143,43 @@ impl Element {
     }
 }
 
-/// Every `<tag ...>` in `dom` carrying `marker` in its opening tag.
+/// A CSS attribute selector from a marker written as in the markup: `data-breaker=` (the
+/// attribute is there) or `id="status"` (it has that value).
+fn attribute_selector(marker: &str) -> String {
+    match marker.split_once('=') {
+        Some((name, "")) => format!("[{name}]"),
+        Some((name, value)) => format!("[{name}={value}]"),
+        None => format!("[{marker}]"),
+    }
+}
+
+fn selector(css: &str) -> scraper::Selector {
+    scraper::Selector::parse(css).unwrap_or_else(|err| panic!("bad selector {css}: {err}"))
+}
+
+/// Every `<tag>` in `dom` whose opening tag carries `marker`, in document order.
 pub(crate) fn elements(dom: &str, tag: &str, marker: &str) -> Vec<Element> {
-    let open = format!("<{tag} ");
-    let mut found = Vec::new();
-    let starts: Vec<usize> = dom.match_indices(&open).map(|(at, _)| at).collect();
-    for (index, &start) in starts.iter().enumerate() {
-        let end_of_tag = start + tag_end(&dom[start..]);
-        let tag_text = &dom[start + open.len()..end_of_tag];
-        if !tag_text.contains(marker) {
-            continue;
-        }
-        let end = starts.get(index + 1).copied().unwrap_or(dom.len());
-        found.push(Element {
-            attributes: attributes(tag_text),
-            markup: dom[start..end].to_owned(),
-        });
-    }
+    let document = scraper::Html::parse_document(dom);
+    let found = document
+        .select(&selector(&format!("{tag}{}", attribute_selector(marker))))
+        .map(|element| Element {
+            attributes: element
+                .value()
+                .attrs()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            markup: element.html(),
+        })
+        .collect();
     found
-}
-
-/// Where the opening tag at the start of `markup` ends: its first `>` outside quotes.
-pub(crate) fn tag_end(markup: &str) -> usize {
-    let mut quoted = false;
-    for (at, byte) in markup.bytes().enumerate() {
-        match byte {
-            b'"' => quoted = !quoted,
-            b'>' if !quoted => return at,
-            _ => {}
-        }
-    }
-    panic!("unterminated tag: {markup}")
-}
-
-pub(crate) fn attributes(tag_text: &str) -> HashMap<String, String> {
-    let mut found = HashMap::new();
-    let mut rest = tag_text;
-    while let Some(equals) = rest.find("=\"") {
-        let name = rest[..equals].trim().rsplit(' ').next().unwrap().to_owned();
-        let value_start = equals + 2;
-        let value_len = rest[value_start..].find('"').unwrap();
-        found.insert(name, decode(&rest[value_start..value_start + value_len]));
-        rest = &rest[value_start + value_len + 1..];
-    }
-    found
-}
-
-pub(crate) fn decode(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
 }
 
 /// The text of the first element of `markup` whose opening tag carries `marker`.
 pub(crate) fn text_of(markup: &str, marker: &str) -> String {
-    let at = markup
-        .find(marker)
+    let fragment = scraper::Html::parse_fragment(markup);
+    let element = fragment
+        .select(&selector(&attribute_selector(marker)))
+        .next()
         .unwrap_or_else(|| panic!("no {marker} in {markup}"));
-    let start = at + tag_end(&markup[at..]) + 1;
-    let end = start + markup[start..].find('<').unwrap();
-    decode(&markup[start..end])
+    element.text().collect::<String>().trim().to_owned()
 }
