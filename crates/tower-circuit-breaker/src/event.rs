@@ -109,6 +109,9 @@ pub enum TransitionReason {
     Isolated,
     /// [`CircuitBreaker::disable`](crate::CircuitBreaker::disable) was called.
     Disabled,
+    /// The breaker was made disabled because its registry's config switches breaking off
+    /// (`enabled: false`).
+    DisabledInConfig,
     /// [`CircuitBreaker::automatic`](crate::CircuitBreaker::automatic) lifted a manual override.
     Automatic,
 }
@@ -140,6 +143,7 @@ impl fmt::Display for TransitionReason {
             Self::Reset => f.write_str("manual reset"),
             Self::Isolated => f.write_str("isolated by hand"),
             Self::Disabled => f.write_str("disabled by hand"),
+            Self::DisabledInConfig => f.write_str("breaking is switched off in the config"),
             Self::Automatic => f.write_str("manual override lifted"),
         }
     }
@@ -148,7 +152,7 @@ impl fmt::Display for TransitionReason {
 impl TransitionReason {
     /// The reason's kind in `snake_case`, as in JSON: `consecutive_failures`, `failure_rate`,
     /// `slow_call_rate`, `break_elapsed`, `probes_succeeded`, `probe_failed`, `probe_timed_out`,
-    /// `reset`, `isolated`, `disabled`, `automatic`.
+    /// `reset`, `isolated`, `disabled`, `disabled_in_config`, `automatic`.
     pub const fn kind(&self) -> &'static str {
         match self {
             Self::ConsecutiveFailures { .. } => "consecutive_failures",
@@ -161,6 +165,7 @@ impl TransitionReason {
             Self::Reset => "reset",
             Self::Isolated => "isolated",
             Self::Disabled => "disabled",
+            Self::DisabledInConfig => "disabled_in_config",
             Self::Automatic => "automatic",
         }
     }
@@ -196,8 +201,12 @@ impl Serialize for TransitionReason {
             Self::ProbeTimedOut { timeout } => {
                 out.serialize_entry("timeout_seconds", &timeout.as_secs_f64())?;
             }
-            Self::ProbeFailed | Self::Reset | Self::Isolated | Self::Disabled | Self::Automatic => {
-            }
+            Self::ProbeFailed
+            | Self::Reset
+            | Self::Isolated
+            | Self::Disabled
+            | Self::DisabledInConfig
+            | Self::Automatic => {}
         }
         out.serialize_entry("message", &self.to_string())?;
         out.end()

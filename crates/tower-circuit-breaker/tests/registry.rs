@@ -508,6 +508,14 @@ async fn disabled_in_the_file_admits_every_call_and_still_measures() {
         assert_eq!(breaker.state(), CircuitState::Disabled, "{name}");
         assert_eq!(breaker.metrics().failed_calls, 5, "{name}");
         assert!(breaker.try_acquire().is_ok());
+        assert_eq!(
+            breaker
+                .metrics()
+                .last_transition_reason
+                .unwrap()
+                .to_string(),
+            "breaking is switched off in the config"
+        );
     }
     assert_eq!(registry.snapshot().health(), HealthStatus::Healthy);
 }
@@ -649,5 +657,37 @@ async fn the_metrics_interval_logs_one_summary_per_breaker_until_the_registry_is
         captured.summaries().len(),
         4,
         "the task ends with the registry"
+    );
+}
+
+/// An app's own config type, with the registry's section inside it.
+#[derive(serde::Deserialize)]
+struct AppConfig {
+    #[allow(dead_code)]
+    port: u16,
+    circuit_breakers: tower_circuit_breaker::registry::RegistryConfig,
+}
+
+#[test]
+fn a_section_embedded_in_an_apps_config_builds_a_registry() {
+    let app: AppConfig = serde_json::from_str(
+        r#"{ "port": 8080, "circuit_breakers": { "component_configs": { "pgmq": { "failure_threshold": 3 } } } }"#,
+    )
+    .unwrap();
+    let registry = CircuitBreakerRegistry::from_config(&app.circuit_breakers).unwrap();
+    assert_eq!(registry.get("pgmq").unwrap().config().failure_threshold, 3);
+
+    let app: AppConfig = serde_json::from_str(
+        r#"{ "port": 8080, "circuit_breakers": { "component_configs": { "pgmq": { "failure_threshold": 0 } } } }"#,
+    )
+    .unwrap();
+    let err = CircuitBreakerRegistry::from_config(&app.circuit_breakers).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "component_configs.pgmq.failure_threshold: must be at least 1, got 0"
+    );
+    assert_eq!(
+        err.within("circuit_breakers").field(),
+        "circuit_breakers.component_configs.pgmq.failure_threshold"
     );
 }

@@ -349,6 +349,12 @@ impl CircuitBreaker {
             .force(CircuitState::Disabled, TransitionReason::Disabled);
     }
 
+    /// Disables the breaker because its registry's config switches breaking off.
+    pub(crate) fn disable_by_config(&self) {
+        self.shared
+            .force(CircuitState::Disabled, TransitionReason::DisabledInConfig);
+    }
+
     /// Ends a manual override ([`isolate`](Self::isolate), [`disable`](Self::disable)) with the
     /// circuit closed; does nothing otherwise.
     pub fn automatic(&self) {

@@ -318,7 +318,7 @@ impl Inner {
             CircuitBreaker::new(name)
         });
         if !self.settings.enabled {
-            breaker.disable();
+            breaker.disable_by_config();
         }
         Entry {
             breaker,
