@@ -10,8 +10,8 @@
 //! # Two formats
 //!
 //! - [`render`] writes the Prometheus text format, version 0.0.4 ([`CONTENT_TYPE`]): every
-//!   Prometheus-compatible scraper reads it, and `promtool check metrics` lints it clean (the
-//!   crate's tests run it on every build).
+//!   Prometheus-compatible scraper reads it, and `promtool check metrics` lints it clean (this
+//!   crate's tests run it).
 //! - [`render_openmetrics`] writes the same families as `OpenMetrics` 1.0.0 text
 //!   ([`OPENMETRICS_CONTENT_TYPE`]), which adds each family's unit and ends in `# EOF`, so a
 //!   scrape cut short is noticed. Prometheus asks for it first in its `Accept` header; a route
@@ -61,8 +61,7 @@
 //!   (64 by default). Its `_count` is the buckets' total, which is
 //!   [`LatencyMetrics::samples`](tower_circuit_breaker::LatencyMetrics::samples) except for a call
 //!   being timed just as the snapshot is taken; `_sum` is in seconds. Bucket bounds are the
-//!   engine's [`LATENCY_BUCKETS`], cumulative as
-//!   Prometheus wants them.
+//!   engine's [`LATENCY_BUCKETS`], cumulative as Prometheus wants them.
 //!
 //! # Example
 //!
