@@ -240,7 +240,10 @@ impl LatencyMetrics {
     }
 }
 
-/// How many times a breaker entered each state.
+/// How many times a breaker entered each state, and by which way.
+///
+/// Serializes as `to_closed`, `to_open`, `to_half_open`, `to_isolated`, `to_disabled` (the
+/// matrix of [`between`](Self::between) is left out of JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[non_exhaustive]
 pub struct TransitionCounts {
@@ -254,6 +257,10 @@ pub struct TransitionCounts {
     pub to_isolated: u64,
     /// Into disabled.
     pub to_disabled: u64,
+    /// Transitions from one state (the row, in the order of [`CircuitState::ALL`]) to another (the
+    /// column).
+    #[serde(skip)]
+    pairs: [[u64; CircuitState::ALL.len()]; CircuitState::ALL.len()],
 }
 
 impl TransitionCounts {
@@ -268,8 +275,13 @@ impl TransitionCounts {
         }
     }
 
-    pub(crate) fn bump(&mut self, state: CircuitState) {
-        let slot = match state {
+    /// Transitions from `from` to `to`.
+    pub fn between(&self, from: CircuitState, to: CircuitState) -> u64 {
+        self.pairs[from.index()][to.index()]
+    }
+
+    pub(crate) fn bump(&mut self, from: CircuitState, to: CircuitState) {
+        let slot = match to {
             CircuitState::Closed => &mut self.to_closed,
             CircuitState::Open => &mut self.to_open,
             CircuitState::HalfOpen => &mut self.to_half_open,
@@ -277,5 +289,6 @@ impl TransitionCounts {
             CircuitState::Disabled => &mut self.to_disabled,
         };
         *slot += 1;
+        self.pairs[from.index()][to.index()] += 1;
     }
 }

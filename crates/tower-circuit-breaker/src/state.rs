@@ -44,6 +44,17 @@ impl CircuitState {
         matches!(self, Self::Open | Self::HalfOpen | Self::Isolated)
     }
 
+    /// The state's place in [`ALL`](Self::ALL).
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::Isolated => 3,
+            Self::Disabled => 4,
+        }
+    }
+
     /// The state's name in `snake_case`, as used in logs, JSON and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {

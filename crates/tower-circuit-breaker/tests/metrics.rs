@@ -189,3 +189,35 @@ fn each_transition_is_a_tracing_event_with_the_name_and_the_reason() {
         "{logs}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn transitions_are_counted_by_where_they_came_from_and_went() {
+    use tower_circuit_breaker::CircuitState::{Closed, HalfOpen, Isolated, Open};
+    let breaker = tower_circuit_breaker::CircuitBreaker::with_config(
+        "db",
+        tower_circuit_breaker::CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .success_threshold(1)
+            .break_duration(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let fail = || breaker.call(|| async { Err::<(), _>("down") });
+    let _ = fail().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let _ = fail().await; // the probe fails: half-open -> open
+    tokio::time::advance(Duration::from_secs(1)).await;
+    breaker.call(|| async { Ok::<_, &str>(()) }).await.unwrap();
+    breaker.isolate();
+    breaker.reset();
+
+    let counts = breaker.metrics().transitions;
+    assert_eq!(counts.between(Closed, Open), 1);
+    assert_eq!(counts.between(Open, HalfOpen), 2);
+    assert_eq!(counts.between(HalfOpen, Open), 1);
+    assert_eq!(counts.between(HalfOpen, Closed), 1);
+    assert_eq!(counts.between(Closed, Isolated), 1);
+    assert_eq!(counts.between(Isolated, Closed), 1);
+    assert_eq!(counts.between(Open, Closed), 0);
+    assert_eq!(counts.to(Open), 2);
+    assert_eq!(counts.to(Closed), 2);
+}

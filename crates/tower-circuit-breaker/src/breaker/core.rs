@@ -968,7 +968,7 @@ impl Guard<'_> {
         let at = SystemTime::now();
         self.locked.last_change = Some(at);
         self.locked.last_reason = Some(reason);
-        self.locked.transitions.bump(to);
+        self.locked.transitions.bump(from, to);
         let transition = Transition {
             breaker: self.shared.name.clone(),
             from,
