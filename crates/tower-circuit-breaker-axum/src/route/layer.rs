@@ -1,14 +1,14 @@
-use tower_circuit_breaker::{CircuitBreaker, HttpClassifier};
+use tower_circuit_breaker::CircuitBreaker;
 use tower_layer::Layer;
 
-use super::CircuitBreakerRouteService;
+use super::{CircuitBreakerRouteService, DefaultHttpClassifier};
 
 /// Wraps axum routes in a [`CircuitBreakerRouteService`] sharing one [`CircuitBreaker`].
 ///
 /// The breaker lives in the layer: every service it makes, every clone of those, and every call
 /// to [`Layer::layer`] shares it. See the [module docs](crate::route).
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerRouteLayer<C = HttpClassifier> {
+pub struct CircuitBreakerRouteLayer<C = DefaultHttpClassifier> {
     breaker: CircuitBreaker,
     classifier: C,
 }
@@ -16,12 +16,13 @@ pub struct CircuitBreakerRouteLayer<C = HttpClassifier> {
 // ===== impl CircuitBreakerRouteLayer =====
 
 impl CircuitBreakerRouteLayer {
-    /// A layer guarding routes with `breaker`, classified by status with
-    /// [`HttpClassifier::new`]: 5xx are failures, 4xx are ignored.
+    /// A layer guarding routes with `breaker`, classified by status as
+    /// [`HttpClassifier::new`](tower_circuit_breaker::HttpClassifier::new) does: 5xx are
+    /// failures, 4xx are ignored (see [`DefaultHttpClassifier`]).
     pub const fn new(breaker: CircuitBreaker) -> Self {
         Self {
             breaker,
-            classifier: HttpClassifier::new(),
+            classifier: DefaultHttpClassifier,
         }
     }
 }
@@ -30,7 +31,9 @@ impl<C> CircuitBreakerRouteLayer<C> {
     /// Classifies responses with `classifier` instead: any
     /// [`Classify`](tower_circuit_breaker::Classify) over
     /// `&Result<axum::response::Response, BoxError>` (the result is always `Ok`: a route never
-    /// fails), such as a configured [`HttpClassifier`] or a closure.
+    /// fails), such as a configured
+    /// [`HttpClassifier`](tower_circuit_breaker::HttpClassifier) or a closure. Each request's
+    /// future gets a clone of it.
     pub fn classify_with<C2>(self, classifier: C2) -> CircuitBreakerRouteLayer<C2> {
         CircuitBreakerRouteLayer {
             breaker: self.breaker,

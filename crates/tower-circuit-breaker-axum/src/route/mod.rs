@@ -16,9 +16,9 @@
 //!
 //! # Classification
 //!
-//! By default an [`HttpClassifier`](tower_circuit_breaker::HttpClassifier): 5xx are failures (504
-//! a timeout), 4xx are ignored (a caller's bad request says nothing of the server's health), the
-//! rest are successes. [`classify_with`](CircuitBreakerRouteLayer::classify_with) takes any
+//! By default [`HttpClassifier::new`](tower_circuit_breaker::HttpClassifier::new)'s rules, as
+//! the zero-sized [`DefaultHttpClassifier`]: 5xx are failures (504 a timeout), 4xx are ignored
+//! (a caller's bad request says nothing of the server's health), the rest are successes. [`classify_with`](CircuitBreakerRouteLayer::classify_with) takes any
 //! [`Classify`](tower_circuit_breaker::Classify) over `&Result<Response, BoxError>`, the shape the
 //! engine's layer classifies too, so one classifier value serves both; here the result is always
 //! `Ok`. A response is classified when its head is ready, before the body streams.
@@ -89,10 +89,12 @@
 //! [`CircuitBreaker::try_acquire_owned`]: tower_circuit_breaker::CircuitBreaker::try_acquire_owned
 //! [`CircuitBreaker::call`]: tower_circuit_breaker::CircuitBreaker::call
 
+mod classify;
 mod future;
 mod layer;
 mod service;
 
+pub use self::classify::DefaultHttpClassifier;
 pub use self::future::ResponseFuture;
 pub use self::layer::CircuitBreakerRouteLayer;
 pub use self::service::CircuitBreakerRouteService;

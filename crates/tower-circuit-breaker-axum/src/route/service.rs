@@ -4,10 +4,10 @@ use std::task::{Context, Poll};
 use axum::response::{IntoResponse, Response};
 use http::Request;
 use tower::BoxError;
-use tower_circuit_breaker::{CircuitBreaker, Classify, HttpClassifier};
+use tower_circuit_breaker::{CircuitBreaker, Classify};
 use tower_service::Service;
 
-use super::{CircuitBreakerRouteLayer, ResponseFuture};
+use super::{CircuitBreakerRouteLayer, DefaultHttpClassifier, ResponseFuture};
 
 /// An axum route service whose requests go through a [`CircuitBreaker`]. Made by
 /// [`CircuitBreakerRouteLayer`].
@@ -16,7 +16,7 @@ use super::{CircuitBreakerRouteLayer, ResponseFuture};
 /// a [`RejectionResponse`](crate::rejection::RejectionResponse), without calling the inner
 /// service. Clones share the breaker. See the [module docs](crate::route).
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerRouteService<S, C = HttpClassifier> {
+pub struct CircuitBreakerRouteService<S, C = DefaultHttpClassifier> {
     inner: S,
     breaker: CircuitBreaker,
     classifier: C,
@@ -25,9 +25,9 @@ pub struct CircuitBreakerRouteService<S, C = HttpClassifier> {
 // ===== impl CircuitBreakerRouteService =====
 
 impl<S> CircuitBreakerRouteService<S> {
-    /// Wraps `inner` with `breaker`, classified by [`HttpClassifier::new`].
+    /// Wraps `inner` with `breaker`, classified by [`DefaultHttpClassifier`].
     pub const fn new(inner: S, breaker: CircuitBreaker) -> Self {
-        Self::with_parts(inner, breaker, HttpClassifier::new())
+        Self::with_parts(inner, breaker, DefaultHttpClassifier)
     }
 
     /// A [`CircuitBreakerRouteLayer`] sharing `breaker`.
