@@ -63,6 +63,14 @@
 //!   being timed just as the snapshot is taken; `_sum` is in seconds. Bucket bounds are the
 //!   engine's [`LATENCY_BUCKETS`], cumulative as Prometheus wants them.
 //!
+//! # Cost
+//!
+//! A scrape costs nothing on the call path; its own cost grows with the breakers: about 40
+//! series per breaker (16 of them the histogram's). The `scrape` bench of this crate renders
+//! 1000 breakers, each with a window and calls behind it, in about 7 to 8 ms (median, on a
+//! 2.45 GHz AMD EPYC virtual machine), of which the registry's snapshot is 0.2 to 0.4 ms and
+//! nearly all the rest `prometheus_client`'s encoding of the labels.
+//!
 //! # Example
 //!
 //! ```
