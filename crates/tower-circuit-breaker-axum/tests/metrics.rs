@@ -34,7 +34,7 @@ struct Scenario {
     registry: CircuitBreakerRegistry,
     time: ManualClock,
     /// The half-open probe of `search`, still in flight.
-    _probe: OwnedPermit,
+    probe: OwnedPermit,
 }
 
 /// Every call is timed, so the histograms have something in them.
@@ -134,7 +134,7 @@ fn scenario() -> Scenario {
     Scenario {
         registry,
         time,
-        _probe: probe,
+        probe,
     }
 }
 
@@ -531,15 +531,29 @@ fn rejections_and_transitions_equal_the_breakers_snapshot() {
             f(m.rejected_half_open),
             "{name}"
         );
-        for state in CircuitState::ALL {
-            assert_eq!(
-                scrape.get(
-                    "circuit_breaker_transitions_total",
-                    &[("breaker", name), ("to", state.as_str())]
-                ),
-                f(m.transitions.to(state)),
-                "{name} to {state}"
-            );
+        // Every pair the breaker has taken is there with its count; the rest are there at 0 or
+        // not at all.
+        let mut into = [0.0; CircuitState::ALL.len()];
+        for (index, to) in CircuitState::ALL.into_iter().enumerate() {
+            for from in CircuitState::ALL {
+                let labels = [
+                    ("breaker", name),
+                    ("from", from.as_str()),
+                    ("to", to.as_str()),
+                ];
+                let count = m.transitions.between(from, to);
+                let exported = scrape.value("circuit_breaker_transitions_total", &labels);
+                if count > 0 {
+                    assert_eq!(exported, Some(f(count)), "{name}: {from} to {to}");
+                } else {
+                    assert!(
+                        matches!(exported, None | Some(0.0)),
+                        "{name}: {from} to {to}"
+                    );
+                }
+                into[index] += exported.unwrap_or(0.0);
+            }
+            assert_eq!(into[index], f(m.transitions.to(to)), "{name}: into {to}");
         }
     }
     let rejections = |name, reason| {
@@ -551,17 +565,55 @@ fn rejections_and_transitions_equal_the_breakers_snapshot() {
     assert_eq!(rejections("payments", "open"), 3.0);
     assert_eq!(rejections("reports", "open"), 2.0);
     assert_eq!(rejections("search", "half_open_full"), 1.0);
-    let into = |name, to| {
+    let transitions = |name, from, to| {
         scrape.get(
             "circuit_breaker_transitions_total",
-            &[("breaker", name), ("to", to)],
+            &[("breaker", name), ("from", from), ("to", to)],
         )
     };
-    assert_eq!(into("search", "open"), 1.0);
-    assert_eq!(into("search", "half_open"), 1.0);
-    assert_eq!(into("reports", "isolated"), 1.0);
-    assert_eq!(into("legacy", "disabled"), 1.0);
-    assert_eq!(into("inventory", "open"), 0.0);
+    assert_eq!(transitions("search", "closed", "open"), 1.0);
+    assert_eq!(transitions("search", "open", "half_open"), 1.0);
+    assert_eq!(transitions("search", "half_open", "open"), 0.0);
+    assert_eq!(transitions("payments", "closed", "open"), 1.0);
+    assert_eq!(transitions("reports", "closed", "isolated"), 1.0);
+    assert_eq!(transitions("legacy", "closed", "disabled"), 1.0);
+    // Exported from 0 before the first trip, so `increase()` sees the first one.
+    assert_eq!(transitions("inventory", "closed", "open"), 0.0);
+    assert_eq!(transitions("inventory", "half_open", "open"), 0.0);
+    // A pair the state machine never takes is not exported.
+    let never = [
+        ("breaker", "inventory"),
+        ("from", "isolated"),
+        ("to", "open"),
+    ];
+    assert_eq!(
+        scrape.value("circuit_breaker_transitions_total", &never),
+        None
+    );
+}
+
+#[test]
+fn a_failed_probe_counts_from_half_open_to_open_not_as_a_trip() {
+    let Scenario {
+        registry, probe, ..
+    } = scenario();
+    probe.failure();
+    let scrape = parse(&metrics::render(&registry));
+    let transitions = |from, to| {
+        scrape.get(
+            "circuit_breaker_transitions_total",
+            &[("breaker", "search"), ("from", from), ("to", to)],
+        )
+    };
+    assert_eq!(transitions("half_open", "open"), 1.0);
+    assert_eq!(transitions("closed", "open"), 1.0, "still the one trip");
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_state",
+            &[("breaker", "search"), ("state", "open")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -736,7 +788,8 @@ fn series_are_counted_per_breaker_and_no_label_set_repeats() {
     assert_eq!(count("circuit_breaker_state"), 5 * breakers);
     assert_eq!(count("circuit_breaker_calls_total"), 4 * breakers);
     assert_eq!(count("circuit_breaker_rejections_total"), 2 * breakers);
-    assert_eq!(count("circuit_breaker_transitions_total"), 5 * breakers);
+    // The 15 changes between two different states.
+    assert_eq!(count("circuit_breaker_transitions_total"), 15 * breakers);
     for per_breaker in [
         "circuit_breaker_critical",
         "circuit_breaker_timeouts_total",
@@ -754,7 +807,7 @@ fn series_are_counted_per_breaker_and_no_label_set_repeats() {
         for (label, value) in labels {
             let allowed: &[&str] = match label.as_str() {
                 "breaker" => continue,
-                "state" | "to" => &["closed", "open", "half_open", "isolated", "disabled"],
+                "state" | "from" | "to" => &["closed", "open", "half_open", "isolated", "disabled"],
                 "outcome" => &["success", "failure", "ignored", "cancelled"],
                 "reason" => &["open", "half_open_full"],
                 "le" => continue,
@@ -808,14 +861,33 @@ fn counters_never_go_down_across_a_reset() {
         }
     }
     assert!(counters > 0);
-    assert_eq!(
+    let transitions = |name, from| {
         after.get(
             "circuit_breaker_transitions_total",
-            &[("breaker", "payments"), ("to", "closed")]
-        ),
+            &[("breaker", name), ("from", from), ("to", "closed")],
+        )
+    };
+    assert_eq!(
+        transitions("payments", "open"),
         1.0,
-        "the reset is a transition to closed"
+        "a reset is a transition"
     );
+    // Resetting a closed breaker changes no state: no transition, and no new series.
+    let closed_to_closed = [
+        ("breaker", "inventory"),
+        ("from", "closed"),
+        ("to", "closed"),
+    ];
+    assert_eq!(
+        after.value("circuit_breaker_transitions_total", &closed_to_closed),
+        None
+    );
+    assert_eq!(
+        after.series("circuit_breaker_transitions_total").len(),
+        15 * scenario.registry.len()
+    );
+    let (ok, printed) = promtool_check(&metrics::render(&scenario.registry));
+    assert!(ok && printed.trim().is_empty(), "promtool: {printed}");
 }
 
 // ===== OpenMetrics and the app's own registry =====
