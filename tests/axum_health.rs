@@ -32,24 +32,27 @@ circuit_breakers:
     cache: { failure_threshold: 10 }
 ";
 
-/// The example binary, built with the workspace's tests (`cargo test` builds every example);
-/// built here when a narrower `cargo test` did not.
+/// The example binary, built (or found up to date) by cargo, as a user's `cargo run` would.
 fn binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "examples",
+            "--example",
+            "axum_health",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the axum_health example failed");
     let profile_dir = std::env::current_exe()
         .unwrap()
         .parent()
         .and_then(|deps| deps.parent())
         .unwrap()
         .to_owned();
-    let binary = profile_dir.join("examples").join("axum_health");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "examples", "--example", "axum_health"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the axum_health example failed");
-    }
-    binary
+    profile_dir.join("examples").join("axum_health")
 }
 
 /// The running example, killed when dropped.
@@ -192,7 +195,8 @@ async fn the_main_job_opens_a_breaker_when_its_upstream_fails_and_closes_it_afte
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["status"], "healthy");
     assert_eq!(http.sample(closed).await, Some(1.0));
-    let transitions = r#"circuit_breaker_transitions_total{breaker="pgmq",to="open"}"#;
+    let transitions =
+        r#"circuit_breaker_transitions_total{breaker="pgmq",from="closed",to="open"}"#;
     assert!(http.sample(transitions).await.is_some_and(|n| n >= 1.0));
 
     // Admin, with the token from the environment.
