@@ -1,7 +1,7 @@
 //! HTTP overhead of the breaker layers on an axum route, with the server driven to saturation
-//! by `wrk`: the request rate of each variant against `/bare`, alternated every 100 ms.
+//! by `wrk`: the request rate of each variant against `/bare`, alternated every 20 ms.
 //!
-//! Run with `cargo bench -p benches --bench http_wrk` (about 8 minutes with the defaults). It
+//! Run with `cargo bench -p benches --bench http_wrk` (about 7 minutes with the defaults). It
 //! needs `wrk` on the `PATH` (Debian: `apt-get install wrk`); without it, it says so and exits
 //! successfully. Under `cargo test` (no `--bench` argument) it runs a smoke pass instead: every
 //! route answers once over loopback and once in process, and nothing is timed.
@@ -22,24 +22,25 @@
 //! whole wrk runs (`wrk -d3s /bare`, then `wrk -d3s /layer`) need hundreds of pairs to resolve
 //! 1 %. Instead each wrk run loads one path, `/switch`, and the server's front service rewrites
 //! it to the route under test, which the bench flips between `/bare` and the variant every
-//! `WINDOW_MS` (100 ms). Both see the same connections, the same wrk process and the same
+//! `WINDOW_MS` (20 ms). Both see the same connections, the same wrk process and the same
 //! second of the machine's weather; the front counts the requests each route served, so the
 //! attribution is exact. The front's cost (one path compare, one URI swap, one relaxed counter
 //! add) is the same for every route.
 //!
 //! # Setup
 //!
-//! - **Server**: one axum 0.8 `Router` with every variant's route, behind the front service,
-//!   served by `axum::serve` on `127.0.0.1:0` from a current-thread tokio runtime on a dedicated
+//! - **Server**: one axum 0.8 `Router` per route, each with its route alone at `/` (so finding
+//!   the route costs the same for every variant), behind the front service, served by
+//!   `axum::serve` on `127.0.0.1:0` from a current-thread tokio runtime on a dedicated
 //!   OS thread (one core's worth of server), pinned to CPU 0 with `taskset` when there are two
 //!   CPUs; wrk runs on CPU 1. Every handler is `async fn ok() -> &'static str { "ok" }`; the
 //!   routes differ only in what wraps it (see [`VARIANTS`]). Every breaker stays closed (checked
 //!   at the end).
-//! - **Load**: `wrk -t1 -c32 -d3s http://127.0.0.1:<port>/switch`.
+//! - **Load**: `wrk -t1 -c32 -d2s http://127.0.0.1:<port>/switch`.
 //! - **Runs**: after a 1 s warm-up of every route, `PAIRS` rounds (default 10); in each round
 //!   every variant gets one wrk run against `/bare` (the variants' order rotates from round to
-//!   round). A run settles for 500 ms, then alternates the two routes in 100 ms windows (bare
-//!   first in one run, the variant first in the next) until 300 ms before wrk stops: about 11
+//!   round). A run settles for 500 ms, then alternates the two routes in 20 ms windows (bare
+//!   first in one run, the variant first in the next) until 300 ms before wrk stops: 30
 //!   windows each. A run whose measured span had other processes above 5 % of the machine, or
 //!   the server thread below 90 % busy, is run again (up to twice; the retries are counted).
 //! - **Figures** per variant: its request rate (served / time over its windows), the median over
@@ -51,7 +52,7 @@
 //!   every flip; `srv %` is its share of each route's windows (should read 99-100 %), `srv ns` its
 //!   CPU per request served. `other %` is the share of the machine's CPU (`/proc/stat`) that
 //!   neither this process nor wrk used over the run.
-//! - **In process**: before the wrk runs, the same `Router` is called in process (`call` and one
+//! - **In process**: before the wrk runs, the same routers are called in process (`call` and one
 //!   poll with a no-op waker, no sockets), interleaved in rounds, to give the nanoseconds each
 //!   variant adds per request without HTTP around it. This is where the cost is taken apart
 //!   (`valgrind --tool=callgrind` on `WRK_BENCH_IN_PROCESS_ONLY=1` counts instructions, when the
