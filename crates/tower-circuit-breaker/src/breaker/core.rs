@@ -178,7 +178,9 @@ pub(crate) struct Shared {
     locked: Mutex<Locked>,
     /// Woken on every transition and whenever a probe slot frees up.
     pub(crate) changed: Notify,
-    events: broadcast::Sender<Transition>,
+    /// Made on the first `subscribe`: its buffer is most of a breaker's memory, and most
+    /// breakers (per-host ones, a registry's) are never subscribed to one by one.
+    events: std::sync::OnceLock<broadcast::Sender<Transition>>,
     /// A second channel every transition is sent to, shared with other breakers (a registry's).
     also_to: Option<broadcast::Sender<Transition>>,
     half_open_timeout_nanos: u64,
@@ -333,7 +335,7 @@ impl Shared {
                 recent: VecDeque::new(),
             }),
             changed: Notify::new(),
-            events: broadcast::channel(EVENT_CAPACITY).0,
+            events: std::sync::OnceLock::new(),
             also_to,
             name,
             config,
@@ -342,7 +344,9 @@ impl Shared {
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(EVENT_CAPACITY).0)
+            .subscribe()
     }
 
     pub(crate) fn recent_transitions(&self) -> Vec<Transition> {
@@ -751,7 +755,9 @@ impl Shared {
         if let Some(also_to) = &self.also_to {
             let _ = also_to.send(transition.clone());
         }
-        let _ = self.events.send(transition);
+        if let Some(events) = self.events.get() {
+            let _ = events.send(transition);
+        }
     }
 }
 

@@ -82,17 +82,22 @@ pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
 }
 
+/// Twice the cores, so two busy threads rarely land on one stripe; at least 4. Asked once per
+/// process: the answer reads cgroup files, which costs a registry of 1 000 breakers about 90 ms
+/// when asked for each.
+fn stripes_per_breaker() -> usize {
+    static STRIPES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *STRIPES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .clamp(4, 64)
+            .next_power_of_two()
+    })
+}
+
 impl Counters {
     pub(crate) fn new() -> Self {
-        let stripes = if cfg!(loom) {
-            1
-        } else {
-            // Twice the cores, so two busy threads rarely land on one stripe; at least 4.
-            std::thread::available_parallelism()
-                .map_or(4, |n| n.get() * 2)
-                .clamp(4, 64)
-                .next_power_of_two()
-        };
+        let stripes = if cfg!(loom) { 1 } else { stripes_per_breaker() };
         Self {
             stripes: (0..stripes).map(|_| Stripe::new()).collect(),
         }

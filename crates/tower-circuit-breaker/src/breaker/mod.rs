@@ -67,12 +67,15 @@
 //!
 //! | configuration | bytes per breaker |
 //! |---|---|
-//! | default (consecutive failures only) | 1,741 |
-//! | with a 100-call count window | 1,841 (+1 byte a call) |
-//! | with a 60 s / 60-bucket time window | 2,701 (+16 bytes a bucket) |
+//! | default (consecutive failures only) | 1,985 |
+//! | with a 100-call count window | 2,085 (+1 byte a call) |
+//! | with a 60 s / 60-bucket time window | 2,945 (+16 bytes a bucket) |
 //!
 //! Counter stripes are twice the cores (at least 4, at most 64), so a machine with 32 cores spends
-//! 16 KiB on them.
+//! 16 KiB on them. Two things come on top, when used: the buffer of 64 transitions behind
+//! [`subscribe`](CircuitBreaker::subscribe), made on the first call to it, and the last ten
+//! transitions kept for [`recent_transitions`](CircuitBreaker::recent_transitions), made on the
+//! first transition.
 //!
 //! Time-driven changes (a break that ended, a probe that overran) are applied whenever the breaker
 //! is used or looked at: by the next call, [`state`](CircuitBreaker::state),
