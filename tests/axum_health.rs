@@ -32,14 +32,14 @@ circuit_breakers:
     cache: { failure_threshold: 10 }
 ";
 
-/// The example binary, built (or found up to date) by cargo, as a user's `cargo run` would.
+/// The example binary, built (or found up to date) by cargo, as a user's `cargo run` would;
+/// with the workspace's features, so after `cargo test --workspace` it is already up to date.
 fn binary() -> PathBuf {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
             "--quiet",
-            "-p",
-            "examples",
+            "--workspace",
             "--example",
             "axum_health",
         ])
