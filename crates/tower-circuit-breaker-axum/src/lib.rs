@@ -52,5 +52,5 @@ pub mod route;
 mod router;
 
 pub use rejection::{rejection_response, RejectionResponse};
-pub use route::{CircuitBreakerRouteLayer, CircuitBreakerRouteService};
+pub use route::{CircuitBreakerRouteLayer, CircuitBreakerRouteService, DefaultHttpClassifier};
 pub use router::BreakerRoutes;
