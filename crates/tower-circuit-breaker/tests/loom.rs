@@ -104,7 +104,7 @@ fn check_concurrent_probes(limit: u32, callers: usize) {
         drop(results);
         let metrics = breaker.metrics();
         assert_eq!(metrics.half_open_in_flight, 0);
-        assert_eq!(metrics.cancelled_calls, limit.into());
+        assert_eq!(metrics.cancelled_calls, u64::from(limit));
     });
 }
 
