@@ -49,10 +49,9 @@ use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_circuit_breaker::fallback::{ErrorPredicate, FallbackLayer, IsRejection, IsTimeout};
 use tower_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, CircuitBreakerRegistry, HttpClassifier, Rejection,
-    RetryPolicy,
+    CircuitBreaker, CircuitBreakerLayer, CircuitBreakerRegistry, HttpClassifier, RetryPolicy,
 };
-use tower_circuit_breaker_axum::BreakerRoutes;
+use tower_circuit_breaker_axum::{BreakerRoutes, RejectionResponse};
 use tunable_upstream::{Behaviour, TunableUpstream};
 
 /// One breaker's client: the whole stack, ending in the upstream.
@@ -178,16 +177,16 @@ fn stack(breaker: CircuitBreaker) -> Stack {
     BoxCloneSyncService::new(service)
 }
 
-/// The fallback's answer: 503, with `Retry-After` when a breaker says when to come back.
+/// The fallback's answer: 503, with `Retry-After` as the route layer gives it (whole seconds,
+/// rounded up) when a breaker turned the call away.
 fn fallback(name: &str, err: &BoxError) -> http::Response<Bytes> {
     let mut response = http::Response::new(Bytes::from(format!("{name}: fallback ({err})\n")));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let retry_after = Rejection::find(err.as_ref()).and_then(|rejection| rejection.retry_after());
-    if let Some(after) = retry_after {
-        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    let retry_after = RejectionResponse::find(err.as_ref()).and_then(|r| r.retry_after_secs());
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.into());
     }
     response
 }

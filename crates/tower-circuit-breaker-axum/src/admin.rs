@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-use crate::health::HealthReport;
+use crate::health::BreakerHealth;
 use crate::router::RoutesState;
 
 /// The bearer token admin requests must carry.
@@ -88,13 +88,8 @@ pub(crate) async fn act(
         }
     }
     tracing::info!(breaker = %name, action = %action, state = %breaker.state(), "circuit breaker admin action");
-    let report = HealthReport::of(&state.registry);
-    match report
-        .breakers
-        .into_iter()
-        .find(|entry| *entry.name == *name)
-    {
-        Some(entry) => Json(entry).into_response(),
+    match state.registry.snapshot_of(&name) {
+        Some(snapshot) => Json(BreakerHealth::from(&snapshot)).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -578,6 +578,12 @@ async fn the_snapshot_serializes_with_stable_field_names() {
     assert_eq!(last["to"], "open");
     assert!(last["at"].as_str().unwrap().ends_with('Z'), "{last}");
     assert!(pgmq["metrics"]["last_state_change"].is_string());
+    // One breaker's snapshot alone is the same as its entry in the whole one.
+    assert_eq!(
+        registry.snapshot_of("pgmq"),
+        registry.snapshot().breakers.into_iter().next()
+    );
+    assert_eq!(registry.snapshot_of("nope"), None);
 }
 
 /// Collects the summary events a registry logs.

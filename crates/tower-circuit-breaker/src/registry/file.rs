@@ -211,15 +211,16 @@ impl BreakerOverrides {
     /// Validates merged `settings`, naming a field the way this block spelled it.
     fn check(&self, settings: &BreakerSettings, path: &str) -> Result<(), ConfigError> {
         settings.config.validate().map_err(|err| {
-            let spelled = SPELLINGS.iter().find(|(key, seconds)| {
-                err.field() == *key
-                    && match *seconds {
-                        "timeout_seconds" => self.timeout_seconds.is_some(),
-                        _ => self.half_open_timeout_seconds.is_some(),
-                    }
-            });
+            let given_in_seconds = [
+                self.timeout_seconds.is_some(),
+                self.half_open_timeout_seconds.is_some(),
+            ];
+            let spelled = SPELLINGS
+                .iter()
+                .zip(given_in_seconds)
+                .find(|((key, _), given)| *given && err.field() == *key);
             match spelled {
-                Some((_, seconds)) => ConfigError::new(*seconds, err.rule()).within(path),
+                Some(((_, seconds), _)) => ConfigError::new(*seconds, err.rule()).within(path),
                 None => err.within(path),
             }
         })

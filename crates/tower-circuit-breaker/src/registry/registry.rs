@@ -235,6 +235,7 @@ impl CircuitBreakerRegistry {
     /// of the registry's bound. Each breaker's figures are read when the snapshot is taken; the
     /// breakers keep running meanwhile.
     pub fn snapshot(&self) -> RegistrySnapshot {
+        // The handles are copied out under the lock; each breaker is read after it is released.
         let entries: Vec<(Arc<str>, Entry)> = self
             .read()
             .iter()
@@ -247,15 +248,18 @@ impl CircuitBreakerRegistry {
             auto_create: settings.auto_create,
             breakers: entries
                 .into_iter()
-                .map(|(name, entry)| BreakerSnapshot {
-                    name,
-                    critical: entry.critical,
-                    config: entry.breaker.config().clone(),
-                    metrics: entry.breaker.metrics(),
-                    recent_transitions: entry.breaker.recent_transitions(),
-                })
+                .map(|(name, entry)| entry.snapshot(name))
                 .collect(),
         }
+    }
+
+    /// A snapshot of the breaker called `name` alone, if the registry has it.
+    pub fn snapshot_of(&self, name: &str) -> Option<BreakerSnapshot> {
+        let (name, entry) = self
+            .read()
+            .get_key_value(name)
+            .map(|(name, entry)| (name.clone(), entry.clone()))?;
+        Some(entry.snapshot(name))
     }
 
     /// Every transition of every breaker of this registry from now on, in one receiver. A
@@ -301,6 +305,18 @@ impl CircuitBreakerRegistry {
 impl Default for CircuitBreakerRegistry {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Entry {
+    fn snapshot(&self, name: Arc<str>) -> BreakerSnapshot {
+        BreakerSnapshot {
+            name,
+            critical: self.critical,
+            config: self.breaker.config().clone(),
+            metrics: self.breaker.metrics(),
+            recent_transitions: self.breaker.recent_transitions(),
+        }
     }
 }
 
