@@ -36,7 +36,7 @@
 //!
 //! [`CircuitBreakerRegistry`]: tower_circuit_breaker::CircuitBreakerRegistry
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The README's examples (the engine's and this crate's) are compiled and run with these doctests.
 #[cfg(doctest)]
