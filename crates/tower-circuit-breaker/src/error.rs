@@ -46,8 +46,9 @@ impl fmt::Display for CircuitOpen {
         match self.retry_after {
             Some(after) => write!(
                 f,
-                "circuit open: breaker `{}`, next probe in {after:?}",
-                self.breaker
+                "circuit open: breaker `{}`, next probe in {}",
+                self.breaker,
+                crate::event::Human(after)
             ),
             None => write!(f, "circuit open: breaker `{}` is isolated", self.breaker),
         }

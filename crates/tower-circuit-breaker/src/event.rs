@@ -98,6 +98,12 @@ pub enum TransitionReason {
     },
     /// A probe failed in half-open.
     ProbeFailed,
+    /// A probe timed out in half-open: its outcome was a timeout (a per-try timeout, or
+    /// [`Outcome::Timeout`](crate::Outcome::Timeout)), counted in the timeouts.
+    ProbeTimeout,
+    /// A probe was dropped before it finished, and the config counts dropped calls as failures
+    /// ([`CancelledCalls::Failure`](crate::CancelledCalls::Failure)).
+    ProbeCancelled,
     /// A probe did not finish within `half_open_timeout`.
     ProbeTimedOut {
         /// The timeout it overran.
@@ -134,12 +140,16 @@ impl fmt::Display for TransitionReason {
                 window,
             } => write_rate(f, "slow-call rate", *rate, *threshold, *calls, *window),
             Self::BreakElapsed { break_duration } => {
-                write!(f, "break of {break_duration:?} elapsed")
+                write!(f, "break of {} elapsed", Human(*break_duration))
             }
             Self::ProbesSucceeded { successes: 1 } => f.write_str("1 successful probe"),
             Self::ProbesSucceeded { successes } => write!(f, "{successes} successful probes"),
             Self::ProbeFailed => f.write_str("probe failed"),
-            Self::ProbeTimedOut { timeout } => write!(f, "probe did not finish within {timeout:?}"),
+            Self::ProbeTimeout => f.write_str("probe timed out"),
+            Self::ProbeCancelled => f.write_str("probe cancelled"),
+            Self::ProbeTimedOut { timeout } => {
+                write!(f, "probe timed out: no outcome within {}", Human(*timeout))
+            }
             Self::Reset => f.write_str("manual reset"),
             Self::Isolated => f.write_str("isolated by hand"),
             Self::Disabled => f.write_str("disabled by hand"),
@@ -151,8 +161,9 @@ impl fmt::Display for TransitionReason {
 
 impl TransitionReason {
     /// The reason's kind in `snake_case`, as in JSON: `consecutive_failures`, `failure_rate`,
-    /// `slow_call_rate`, `break_elapsed`, `probes_succeeded`, `probe_failed`, `probe_timed_out`,
-    /// `reset`, `isolated`, `disabled`, `disabled_in_config`, `automatic`.
+    /// `slow_call_rate`, `break_elapsed`, `probes_succeeded`, `probe_failed`, `probe_timeout`,
+    /// `probe_cancelled`, `probe_timed_out`, `reset`, `isolated`, `disabled`,
+    /// `disabled_in_config`, `automatic`.
     pub const fn kind(&self) -> &'static str {
         match self {
             Self::ConsecutiveFailures { .. } => "consecutive_failures",
@@ -161,6 +172,8 @@ impl TransitionReason {
             Self::BreakElapsed { .. } => "break_elapsed",
             Self::ProbesSucceeded { .. } => "probes_succeeded",
             Self::ProbeFailed => "probe_failed",
+            Self::ProbeTimeout => "probe_timeout",
+            Self::ProbeCancelled => "probe_cancelled",
             Self::ProbeTimedOut { .. } => "probe_timed_out",
             Self::Reset => "reset",
             Self::Isolated => "isolated",
@@ -202,6 +215,8 @@ impl Serialize for TransitionReason {
                 out.serialize_entry("timeout_seconds", &timeout.as_secs_f64())?;
             }
             Self::ProbeFailed
+            | Self::ProbeTimeout
+            | Self::ProbeCancelled
             | Self::Reset
             | Self::Isolated
             | Self::Disabled
@@ -223,5 +238,71 @@ fn write_rate(
     window: Option<Duration>,
 ) -> fmt::Result {
     write!(f, "{rule} {rate:.2} >= {threshold} over {calls} calls")?;
-    window.map_or(Ok(()), |span| write!(f, " in {span:?}"))
+    window.map_or(Ok(()), |span| write!(f, " in {}", Human(span)))
+}
+
+/// A duration as people read it: whole milliseconds under 10 s (`250ms`, `1.5s`), tenths of a
+/// second above (`12.3s`), with minutes and hours from one minute on (`2m 30.5s`, `1h 0.5s`),
+/// the way config files write them.
+pub(crate) struct Human(pub(crate) Duration);
+
+impl fmt::Display for Human {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MS_PER_S: u128 = 1_000;
+        let ms = (self.0.as_nanos() + 500_000) / 1_000_000;
+        if ms < MS_PER_S {
+            return write!(f, "{ms}ms");
+        }
+        if ms < 10 * MS_PER_S {
+            // Seconds with the milliseconds, trailing zeros left out: 1.5s, 2s, 1.234s.
+            let fraction = format!("{:03}", ms % MS_PER_S);
+            let fraction = fraction.trim_end_matches('0');
+            let dot = if fraction.is_empty() { "" } else { "." };
+            return write!(f, "{}{dot}{fraction}s", ms / MS_PER_S);
+        }
+        let tenths = (self.0.as_nanos() + 50_000_000) / 100_000_000;
+        let (hours, minutes, seconds) = (tenths / 36_000, tenths / 600 % 60, tenths % 600);
+        // As config files write durations: the parts that are not zero, largest first.
+        let mut gap = "";
+        if hours > 0 {
+            write!(f, "{hours}h")?;
+            gap = " ";
+        }
+        if minutes > 0 {
+            write!(f, "{gap}{minutes}m")?;
+            gap = " ";
+        }
+        match (seconds / 10, seconds % 10) {
+            (0, 0) => Ok(()),
+            (whole, 0) => write!(f, "{gap}{whole}s"),
+            (whole, tenth) => write!(f, "{gap}{whole}.{tenth}s"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_micros(999_973), "1s"),
+            (Duration::from_nanos(999_973_103), "1s"),
+            (Duration::from_nanos(250_400_000), "250ms"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (Duration::from_millis(1_234), "1.234s"),
+            (Duration::from_millis(9_999), "9.999s"),
+            (Duration::from_millis(10_000), "10s"),
+            (Duration::from_millis(12_345), "12.3s"),
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_millis(150_500), "2m 30.5s"),
+            (Duration::from_millis(3_600_500), "1h 0.5s"),
+            (Duration::from_secs(86_400), "24h"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(Human(duration).to_string(), text, "{duration:?}");
+        }
+    }
 }

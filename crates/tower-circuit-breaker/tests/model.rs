@@ -199,14 +199,19 @@ impl Model {
     /// Every transition (and every forced move, even into the same state) starts a generation and
     /// clears the counts; only a real change of state is counted and announced.
     fn transition(&mut self, to: CircuitState, reason: TransitionReason) {
-        self.generation = (self.generation + 1) & 0xffff_ffff;
+        self.transition_at(to, reason, self.now);
+    }
+
+    /// A transition dated `at`: what time alone decides is dated from the deadline that decided it.
+    fn transition_at(&mut self, to: CircuitState, reason: TransitionReason, at: Duration) {
+        self.generation = (self.generation + 1) & ((1 << 37) - 1);
         if to == CircuitState::Open {
-            self.open_until = self.now + self.config.break_duration;
+            self.open_until = at + self.config.break_duration;
         }
         self.consecutive_failures = 0;
         self.half_open_successes = 0;
         self.probes.clear();
-        self.entered_at = self.now;
+        self.entered_at = at;
         if to != self.state {
             let index = state_index(to);
             self.transitions[index] += 1;
@@ -220,30 +225,38 @@ impl Model {
         self.state = to;
     }
 
-    /// What time alone decides: an ended break lets probes in; an overdue probe reopens.
+    /// What time alone decides, each step dated from its deadline: an ended break lets probes
+    /// in; an overdue probe reopens (and that break may be over too).
     fn tick(&mut self) {
-        match self.state {
-            CircuitState::Open if self.now >= self.open_until => {
-                let break_duration = self.config.break_duration;
-                self.transition(
-                    CircuitState::HalfOpen,
-                    TransitionReason::BreakElapsed { break_duration },
-                );
+        loop {
+            match self.state {
+                CircuitState::Open if self.now >= self.open_until => {
+                    let break_duration = self.config.break_duration;
+                    self.transition_at(
+                        CircuitState::HalfOpen,
+                        TransitionReason::BreakElapsed { break_duration },
+                        self.open_until,
+                    );
+                }
+                CircuitState::HalfOpen => {
+                    let timeout = self.config.half_open_timeout;
+                    let Some(deadline) =
+                        self.probes.values().map(|started| *started + timeout).min()
+                    else {
+                        return;
+                    };
+                    if self.now < deadline {
+                        return;
+                    }
+                    self.totals.timeouts += 1;
+                    self.transition_at(
+                        CircuitState::Open,
+                        TransitionReason::ProbeTimedOut { timeout },
+                        deadline,
+                    );
+                }
+                _ => return,
             }
-            CircuitState::HalfOpen
-                if self
-                    .probes
-                    .values()
-                    .any(|started| self.now >= *started + self.config.half_open_timeout) =>
-            {
-                self.totals.timeouts += 1;
-                let timeout = self.config.half_open_timeout;
-                self.transition(
-                    CircuitState::Open,
-                    TransitionReason::ProbeTimedOut { timeout },
-                );
-            }
-            _ => {}
         }
     }
 
@@ -337,7 +350,12 @@ impl Model {
                     }
                 }
                 Effect::Failure => {
-                    self.transition(CircuitState::Open, TransitionReason::ProbeFailed);
+                    let reason = match ending {
+                        Some(Finish::Timeout) => TransitionReason::ProbeTimeout,
+                        None => TransitionReason::ProbeCancelled,
+                        _ => TransitionReason::ProbeFailed,
+                    };
+                    self.transition(CircuitState::Open, reason);
                 }
                 Effect::Neutral => {}
             }

@@ -300,9 +300,14 @@ impl Model {
     /// Every transition (and every forced move, even into the same state) starts a generation;
     /// entering Closed empties the window; only a real change of state is announced.
     fn transition(&mut self, to: CircuitState, reason: TransitionReason) {
-        self.generation = (self.generation + 1) & 0xffff_ffff;
+        self.transition_at(to, reason, self.now);
+    }
+
+    /// A transition dated `at`: what time alone decides is dated from the deadline that decided it.
+    fn transition_at(&mut self, to: CircuitState, reason: TransitionReason, at: u64) {
+        self.generation = (self.generation + 1) & ((1 << 37) - 1);
         if to == CircuitState::Open {
-            self.open_until = self.now + nanos(self.config.break_duration);
+            self.open_until = at + nanos(self.config.break_duration);
         }
         if to == CircuitState::Closed {
             self.log.clear();
@@ -322,30 +327,38 @@ impl Model {
         self.state = to;
     }
 
-    /// What time alone decides: an ended break lets probes in; an overdue probe reopens.
+    /// What time alone decides, each step dated from its deadline: an ended break lets probes
+    /// in; an overdue probe reopens (and that break may be over too).
     fn tick(&mut self) {
         let timeout = nanos(self.config.half_open_timeout);
-        match self.state {
-            CircuitState::Open if self.now >= self.open_until => {
-                let break_duration = self.config.break_duration;
-                self.transition(
-                    CircuitState::HalfOpen,
-                    TransitionReason::BreakElapsed { break_duration },
-                );
+        loop {
+            match self.state {
+                CircuitState::Open if self.now >= self.open_until => {
+                    let break_duration = self.config.break_duration;
+                    self.transition_at(
+                        CircuitState::HalfOpen,
+                        TransitionReason::BreakElapsed { break_duration },
+                        self.open_until,
+                    );
+                }
+                CircuitState::HalfOpen => {
+                    let Some(deadline) =
+                        self.probes.values().map(|started| started + timeout).min()
+                    else {
+                        return;
+                    };
+                    if self.now < deadline {
+                        return;
+                    }
+                    let timeout = self.config.half_open_timeout;
+                    self.transition_at(
+                        CircuitState::Open,
+                        TransitionReason::ProbeTimedOut { timeout },
+                        deadline,
+                    );
+                }
+                _ => return,
             }
-            CircuitState::HalfOpen
-                if self
-                    .probes
-                    .values()
-                    .any(|started| self.now >= started + timeout) =>
-            {
-                let timeout = self.config.half_open_timeout;
-                self.transition(
-                    CircuitState::Open,
-                    TransitionReason::ProbeTimedOut { timeout },
-                );
-            }
-            _ => {}
         }
     }
 
@@ -410,7 +423,12 @@ impl Model {
                     }
                 }
                 Effect::Failure => {
-                    self.transition(CircuitState::Open, TransitionReason::ProbeFailed);
+                    let reason = match ending {
+                        Ending::Timeout => TransitionReason::ProbeTimeout,
+                        Ending::Dropped => TransitionReason::ProbeCancelled,
+                        _ => TransitionReason::ProbeFailed,
+                    };
+                    self.transition(CircuitState::Open, reason);
                 }
                 Effect::Neutral => {}
             }

@@ -328,7 +328,7 @@ fn a_slow_call_rule_alone_brings_its_own_window() {
             .last_transition_reason
             .unwrap()
             .to_string(),
-        "slow-call rate 1.00 >= 0.5 over 2 calls in 60s"
+        "slow-call rate 1.00 >= 0.5 over 2 calls in 1m"
     );
 }
 

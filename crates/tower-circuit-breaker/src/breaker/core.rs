@@ -8,12 +8,13 @@
 //! released.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, Notify};
 
-use super::counters::{enter, stripe_index, Count, Counters};
+use super::counters::{stripe_index, Count, Counters};
 use super::window::{CountWindow, TimeWindow, Window, WindowCounts};
 use super::word::{self, CLOSED, DISABLED, HALF_OPEN, ISOLATED, OPEN};
 use crate::clock::{duration_nanos, Clock};
@@ -30,7 +31,7 @@ const EVENT_CAPACITY: usize = 64;
 /// Transitions a breaker remembers for [`CircuitBreaker::recent_transitions`](crate::CircuitBreaker::recent_transitions).
 pub(crate) const RECENT_TRANSITIONS: usize = 10;
 
-/// What kind of call a ticket is for (the low byte of its `meta`).
+/// What kind of call a ticket is for (the low two bits of its `meta`).
 const PLAIN: u64 = 0;
 /// A closed call, timed from `started`.
 const TIMED: u64 = 1;
@@ -43,7 +44,7 @@ const SPENT: u64 = 3;
 /// registers while it travels inside the caller's `Result<Permit, Rejection>`.
 ///
 /// ```text
-///  meta: 63        32 31          16 15       8 7      0
+///  meta: 63        27 21           8 7        2 1      0
 ///       +------------+--------------+----------+--------+
 ///       | generation |  probe slot  |  stripe  |  kind  |
 ///       +------------+--------------+----------+--------+
@@ -58,12 +59,25 @@ pub(crate) struct Ticket {
     started: u64,
 }
 
+const KIND_MASK: u64 = 0b11;
+const STRIPE_SHIFT: u32 = 2;
+const STRIPE_MASK: u64 = 0x3f;
+const PROBE_SHIFT: u32 = 8;
+const PROBE_MASK: u64 = 0x3fff;
+// Every probe slot and every stripe has a number that fits in its field.
+const _: () = assert!(crate::config::MAX_HALF_OPEN_CALLS as u64 <= PROBE_MASK + 1);
+const _: () = assert!(PROBE_SHIFT + 14 <= word::GENERATION_SHIFT);
+
 impl Ticket {
     fn new(word: u64, kind: u64, stripe: usize, probe: u16, started: u64) -> Self {
-        // Stripes are at most 64 and a power of two, so their low byte picks the same stripe.
-        let stripe = (stripe as u64) & 0xff;
+        // Stripes are at most 64 and a power of two, so their low six bits pick the same stripe.
+        let stripe = (stripe as u64) & STRIPE_MASK;
+        let generation = word & !((1 << word::GENERATION_SHIFT) - 1);
         Self {
-            meta: (word::generation(word) << 32) | (u64::from(probe) << 16) | (stripe << 8) | kind,
+            meta: generation
+                | ((u64::from(probe) & PROBE_MASK) << PROBE_SHIFT)
+                | (stripe << STRIPE_SHIFT)
+                | kind,
             started,
         }
     }
@@ -77,7 +91,7 @@ impl Ticket {
     }
 
     fn kind(self) -> u64 {
-        self.meta & 0xff
+        self.meta & KIND_MASK
     }
 
     /// Whether it is still to be recorded.
@@ -88,7 +102,7 @@ impl Ticket {
     /// Marks it recorded, returning what it was.
     pub(crate) fn spend(&mut self) -> Self {
         let live = *self;
-        self.meta = (self.meta & !0xff) | SPENT;
+        self.meta = (self.meta & !KIND_MASK) | SPENT;
         live
     }
 
@@ -105,9 +119,9 @@ impl Ticket {
         self.meta
     }
 
-    #[allow(clippy::cast_possible_truncation)] // masked to 8 bits
+    #[allow(clippy::cast_possible_truncation)] // masked to 6 bits
     fn stripe(self) -> usize {
-        ((self.meta >> 8) & 0xff) as usize
+        ((self.meta >> STRIPE_SHIFT) & STRIPE_MASK) as usize
     }
 
     /// When the call started, if it is timed.
@@ -117,9 +131,9 @@ impl Ticket {
 
     /// The probe slot it holds, if it is a probe.
     fn probe(self) -> Option<u32> {
-        #[allow(clippy::cast_possible_truncation)] // masked to 16 bits
+        #[allow(clippy::cast_possible_truncation)] // masked to 14 bits
         self.is_probe()
-            .then_some(((self.meta >> 16) & 0xffff) as u32)
+            .then_some(((self.meta >> PROBE_SHIFT) & PROBE_MASK) as u32)
     }
 }
 
@@ -136,6 +150,19 @@ enum Effect {
     Success,
     Failure,
     Neutral,
+}
+
+/// A probe's end, for `Guard::finish_probe`.
+#[derive(Debug, Clone, Copy)]
+struct ProbeEnd {
+    /// A word of the generation it was admitted in.
+    admitted: u64,
+    slot: u32,
+    /// When it started: what its slot holds while it is the slot's probe.
+    started: u64,
+    effect: Effect,
+    /// How it was counted, for the reason's wording.
+    count: Count,
 }
 
 /// What the state allows now (see `Guard::verdict`).
@@ -284,18 +311,6 @@ struct Announce {
     wake: bool,
 }
 
-/// The slow half of [`Shared::record`], behind the `"C"` ABI so that calls to it cannot unwind.
-///
-/// A call that cannot unwind needs no landing pad in the caller, so the caller's permit is not
-/// kept in memory for one: without this, the permit moved into `success()` was copied through the
-/// stack, and the copy cost more than the rest of a closed call. Nothing here panics; if
-/// something did, the process would abort rather than unwind.
-#[inline(never)]
-#[allow(improper_ctypes_definitions)] // called from Rust only: the ABI is for `nounwind`, not for C
-extern "C" fn record_slow(shared: &Shared, ticket: Ticket, ending: Ending) {
-    shared.record_slow_inner(ticket, ending);
-}
-
 impl Shared {
     /// Builds the state; `config` must already be validated.
     pub(crate) fn new(
@@ -369,7 +384,7 @@ impl Shared {
     pub(crate) fn admit(&self) -> Result<Ticket, Rejection> {
         let word = self.word.load(Ordering::Acquire);
         if word::admits_freely(word) {
-            let (stripe, sampled) = enter(self.config.latency_sample_every);
+            let (stripe, sampled) = self.counters.enter(self.config.latency_sample_every);
             let started = (sampled || self.time_every_call).then(|| self.clock.now_nanos());
             return Ok(Ticket::closed(word, started, stripe));
         }
@@ -487,10 +502,14 @@ impl Shared {
             self.closed_success(ticket.admitted());
             return;
         }
-        record_slow(self, ticket, ending);
+        self.record_slow(ticket, ending);
     }
 
-    fn record_slow_inner(&self, ticket: Ticket, ending: Ending) {
+    /// Everything but a plain closed success. A plain Rust function, so a panic in what it runs
+    /// (a `tracing` subscriber announcing a transition) unwinds to the caller like any other.
+    #[cold]
+    #[inline(never)]
+    fn record_slow(&self, ticket: Ticket, ending: Ending) {
         let (count, effect) = match ending {
             Ending::Finished(Outcome::Success) => (Count::Success, Effect::Success),
             Ending::Finished(Outcome::Failure) => (Count::Failure, Effect::Failure),
@@ -516,7 +535,14 @@ impl Shared {
         }
 
         if let Some(slot) = ticket.probe() {
-            self.with_lock(|guard| guard.finish_probe(ticket.admitted(), slot, effect, now));
+            let ended = ProbeEnd {
+                admitted: ticket.admitted(),
+                slot,
+                started: ticket.started,
+                effect,
+                count,
+            };
+            self.with_lock(|guard| guard.finish_probe(ended, now));
             return;
         }
         let failure = match effect {
@@ -718,46 +744,70 @@ impl Shared {
                 announce: &mut announce,
             })
         };
-        for transition in announce.transitions.drain(..) {
-            self.announce(transition);
-            announce.wake = true;
-        }
-        if announce.wake {
-            self.changed.notify_waiters();
+        if announce.wake || !announce.transitions.is_empty() {
+            self.publish(announce);
         }
         result
     }
 
-    fn announce(&self, transition: Transition) {
-        if transition.to == CircuitState::Open {
-            tracing::warn!(
-                breaker = %transition.breaker,
-                from = %transition.from,
-                to = %transition.to,
-                reason = %transition.reason,
-                generation = transition.generation,
-                "circuit breaker opened: {}",
-                transition.reason,
-            );
-        } else {
-            tracing::info!(
-                breaker = %transition.breaker,
-                from = %transition.from,
-                to = %transition.to,
-                reason = %transition.reason,
-                generation = transition.generation,
-                "circuit breaker {}: {}",
-                transition.to,
-                transition.reason,
-            );
+    /// Tells the world about transitions made under the lock, once it is released: subscribers
+    /// and `ready()` waiters first, then a `tracing` event each.
+    ///
+    /// A `tracing` subscriber is the user's code: if it panics, the state has changed already,
+    /// every subscriber and waiter has heard, and the panic goes on to the caller once every event
+    /// has been tried. While the thread is already unwinding (the call's own panic dropped its
+    /// permit, and that ended a probe), a second panic would abort the process: it is dropped.
+    #[cold]
+    #[inline(never)]
+    fn publish(&self, announce: Announce) {
+        for transition in &announce.transitions {
+            // No subscriber is not an error.
+            if let Some(also_to) = &self.also_to {
+                let _ = also_to.send(transition.clone());
+            }
+            if let Some(events) = self.events.get() {
+                let _ = events.send(transition.clone());
+            }
         }
-        // No subscriber is not an error.
-        if let Some(also_to) = &self.also_to {
-            let _ = also_to.send(transition.clone());
+        self.changed.notify_waiters();
+        let mut panicked = None;
+        for transition in &announce.transitions {
+            let logged = std::panic::catch_unwind(AssertUnwindSafe(|| log(transition)));
+            if let Err(payload) = logged {
+                panicked.get_or_insert(payload);
+            }
         }
-        if let Some(events) = self.events.get() {
-            let _ = events.send(transition);
+        if let Some(payload) = panicked {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(payload);
+            }
         }
+    }
+}
+
+/// The `tracing` event of a transition: a warning when the circuit opens.
+fn log(transition: &Transition) {
+    if transition.to == CircuitState::Open {
+        tracing::warn!(
+            breaker = %transition.breaker,
+            from = %transition.from,
+            to = %transition.to,
+            reason = %transition.reason,
+            generation = transition.generation,
+            "circuit breaker opened: {}",
+            transition.reason,
+        );
+    } else {
+        tracing::info!(
+            breaker = %transition.breaker,
+            from = %transition.from,
+            to = %transition.to,
+            reason = %transition.reason,
+            generation = transition.generation,
+            "circuit breaker {}: {}",
+            transition.to,
+            transition.reason,
+        );
     }
 }
 
@@ -767,27 +817,40 @@ impl Guard<'_> {
     }
 
     /// Applies what time alone decides: an ended break lets probes in; an overdue probe reopens.
+    ///
+    /// Each transition is dated from the deadline that made it, not from `now`: the same history
+    /// gives the same timeline whenever someone looks. A probe that overran its timeout long ago
+    /// reopens the circuit from its deadline, and if that break is over too, half-open follows.
     fn tick(&mut self, now: u64) {
-        let current = self.word();
-        match word::tag(current) {
-            OPEN if now >= self.shared.open_until.load(Ordering::Relaxed) => {
-                let reason = TransitionReason::BreakElapsed {
-                    break_duration: self.locked.break_duration,
-                };
-                self.transition(current, HALF_OPEN, reason, now);
+        loop {
+            let current = self.word();
+            match word::tag(current) {
+                OPEN => {
+                    let until = self.shared.open_until.load(Ordering::Relaxed);
+                    if now < until {
+                        return;
+                    }
+                    let reason = TransitionReason::BreakElapsed {
+                        break_duration: self.locked.break_duration,
+                    };
+                    self.transition(current, HALF_OPEN, reason, until);
+                }
+                HALF_OPEN => {
+                    let Some(deadline) = self.earliest_probe_deadline() else {
+                        return;
+                    };
+                    if now < deadline {
+                        return;
+                    }
+                    self.shared.counters.add(Count::ProbeTimeout);
+                    let reason = TransitionReason::ProbeTimedOut {
+                        timeout: self.shared.config.half_open_timeout,
+                    };
+                    // Probes empty on this transition, so the loop ends after at most one more.
+                    self.transition(current, OPEN, reason, deadline);
+                }
+                _ => return,
             }
-            HALF_OPEN
-                if self
-                    .earliest_probe_deadline()
-                    .is_some_and(|deadline| now >= deadline) =>
-            {
-                self.shared.counters.add(Count::ProbeTimeout);
-                let reason = TransitionReason::ProbeTimedOut {
-                    timeout: self.shared.config.half_open_timeout,
-                };
-                self.transition(current, OPEN, reason, now);
-            }
-            _ => {}
         }
     }
 
@@ -820,7 +883,10 @@ impl Guard<'_> {
     fn admit(&mut self, now: u64) -> Result<Ticket, Rejection> {
         match self.verdict(now) {
             Verdict::Admit(current) => {
-                let (stripe, sampled) = enter(self.shared.config.latency_sample_every);
+                let (stripe, sampled) = self
+                    .shared
+                    .counters
+                    .enter(self.shared.config.latency_sample_every);
                 let timed = sampled || self.shared.time_every_call;
                 Ok(Ticket::closed(current, timed.then_some(now), stripe))
             }
@@ -906,22 +972,32 @@ impl Guard<'_> {
             return config.break_duration;
         };
         let exponent = i32::try_from(self.locked.reopens).unwrap_or(i32::MAX);
-        let grown = (config.break_duration.as_secs_f64() * backoff.multiplier.powi(exponent))
-            .min(backoff.max_duration.as_secs_f64());
-        let jittered = grown * (1.0 + backoff.jitter * (2.0 * fastrand::f64() - 1.0));
+        let max = backoff.max_duration.as_secs_f64();
+        let grown =
+            (config.break_duration.as_secs_f64() * backoff.multiplier.powi(exponent)).min(max);
+        // Capped after the jitter: `max_duration` is the longest break there is.
+        let jittered = (grown * (1.0 + backoff.jitter * (2.0 * fastrand::f64() - 1.0))).min(max);
         Duration::try_from_secs_f64(jittered).unwrap_or(backoff.max_duration)
     }
 
-    fn finish_probe(&mut self, admitted: u64, slot: u32, effect: Effect, now: u64) {
+    fn finish_probe(&mut self, ended: ProbeEnd, now: u64) {
         // A probe that ends after its timeout has timed out, whether or not anyone noticed.
         self.tick(now);
         let current = self.word();
-        if !word::same_generation(current, admitted) {
-            return;
+        // The slot must still be this probe's: a transition empties every slot, and a ticket
+        // from long ago must not free a slot another probe holds.
+        let held = self.locked.probes.get_mut(ended.slot as usize);
+        match held {
+            Some(held)
+                if word::same_generation(current, ended.admitted)
+                    && *held == Some(ended.started) =>
+            {
+                *held = None;
+                self.locked.probes_in_flight = self.locked.probes_in_flight.saturating_sub(1);
+            }
+            _ => return,
         }
-        self.locked.probes[slot as usize] = None;
-        self.locked.probes_in_flight -= 1;
-        match effect {
+        match ended.effect {
             Effect::Success => {
                 self.locked.half_open_successes += 1;
                 let successes = self.locked.half_open_successes;
@@ -932,7 +1008,14 @@ impl Guard<'_> {
                     self.announce.wake = true;
                 }
             }
-            Effect::Failure => self.transition(current, OPEN, TransitionReason::ProbeFailed, now),
+            Effect::Failure => {
+                let reason = match ended.count {
+                    Count::TimeoutFailure => TransitionReason::ProbeTimeout,
+                    Count::Cancelled => TransitionReason::ProbeCancelled,
+                    _ => TransitionReason::ProbeFailed,
+                };
+                self.transition(current, OPEN, reason, now);
+            }
             Effect::Neutral => self.announce.wake = true,
         }
     }
@@ -988,5 +1071,72 @@ impl Guard<'_> {
         }
         self.locked.recent.push_back(transition.clone());
         self.announce.transitions.push(transition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{CircuitBreaker, ManualClock};
+
+    /// Sets the word's generation as if `2^37` transitions (or a multiple) had passed since
+    /// `of`'s: the generation comes back to the same value.
+    fn wrap_back_to(breaker: &CircuitBreaker, of: u64) {
+        let shared = &breaker.shared;
+        let current = shared.word.load(Ordering::Acquire);
+        let aliased = word::pack(
+            word::generation(of),
+            word::tag(current),
+            word::count(current),
+        );
+        shared.word.store(aliased, Ordering::Release);
+    }
+
+    #[test]
+    fn a_stale_probe_whose_generation_wrapped_frees_no_slot_it_does_not_hold() {
+        let time = ManualClock::new();
+        let config = CircuitBreakerConfig::default()
+            .failure_threshold(1)
+            .success_threshold(1)
+            .half_open_max_calls(1)
+            .break_duration(Duration::from_secs(1));
+        let breaker = CircuitBreaker::builder("ledger")
+            .config(config)
+            .clock(Clock::manual(&time))
+            .build()
+            .unwrap();
+        let trip = || breaker.try_acquire().unwrap().failure();
+        trip();
+        time.advance(Duration::from_secs(1));
+        let stale = breaker.try_acquire_owned().unwrap();
+        assert!(stale.is_probe());
+        let stale_word = word::pack(stale.generation(), HALF_OPEN, 0);
+
+        // Later generations: a reset, another trip, half-open again; then transitions enough to
+        // bring the generation round to the stale probe's, and a probe of its own in slot 0.
+        breaker.reset();
+        trip();
+        time.advance(Duration::from_millis(1_500));
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        wrap_back_to(&breaker, stale_word);
+        let probe = breaker.try_acquire().unwrap();
+        assert!(probe.is_probe());
+        assert_eq!(probe.generation(), stale.generation());
+
+        // The stale probe's slot is another probe's now: ending it frees nothing.
+        drop(stale);
+        let metrics = breaker.metrics();
+        assert_eq!(metrics.half_open_in_flight, 1);
+        assert_eq!(metrics.state, CircuitState::HalfOpen);
+        assert!(breaker.try_acquire().is_err(), "the one slot is still held");
+
+        // The probe that holds the slot closes the circuit, and nothing is left stuck.
+        probe.success();
+        let metrics = breaker.metrics();
+        assert_eq!(metrics.state, CircuitState::Closed);
+        assert_eq!(metrics.half_open_in_flight, 0);
+        breaker.try_acquire().unwrap().success();
     }
 }

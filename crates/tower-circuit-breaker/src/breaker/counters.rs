@@ -2,7 +2,11 @@
 //!
 //! Each thread is given a stripe index once, round robin; it bumps only the counters of its
 //! stripe, with relaxed atomic adds on a line no other running thread is likely to write. A
-//! snapshot adds the stripes up. Counters never go down.
+//! snapshot adds the stripes up. Counters never go down, and none wraps: the counts are 64-bit
+//! (a million calls a second for 500,000 years), and the latency sum carries into a second word.
+//!
+//! Each stripe also keeps the breaker's countdown to its next timed call, so sampling is per
+//! breaker: a thread that calls many breakers times one call in `latency_sample_every` of each.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -32,6 +36,9 @@ pub(crate) enum Count {
 /// prefetcher does not pair it with a neighbour.
 #[repr(align(128))]
 struct Stripe {
+    /// Calls to admit before the next timed one. Read and written with plain loads and stores: two
+    /// threads that share a stripe may lose a step, which moves a sample by a call, no more.
+    countdown: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
     timeouts: AtomicU64,
@@ -40,7 +47,9 @@ struct Stripe {
     rejected_open: AtomicU64,
     rejected_half_open: AtomicU64,
     latency_samples: AtomicU64,
+    /// Nanoseconds, wrapping; each wrap adds one to `latency_sum_high`.
     latency_sum: AtomicU64,
+    latency_sum_high: AtomicU64,
     latency_min: AtomicU64,
     latency_max: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS],
@@ -49,6 +58,7 @@ struct Stripe {
 impl Stripe {
     fn new() -> Self {
         Self {
+            countdown: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -58,9 +68,24 @@ impl Stripe {
             rejected_half_open: AtomicU64::new(0),
             latency_samples: AtomicU64::new(0),
             latency_sum: AtomicU64::new(0),
+            latency_sum_high: AtomicU64::new(0),
             latency_min: AtomicU64::new(u64::MAX),
             latency_max: AtomicU64::new(0),
             latency_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Stripe {
+    /// The latency sum in nanoseconds, both words read as of one moment: re-read if a wrap came
+    /// between the two reads.
+    fn latency_sum_nanos(&self) -> u128 {
+        loop {
+            let high = self.latency_sum_high.load(Relaxed);
+            let low = self.latency_sum.load(Relaxed);
+            if self.latency_sum_high.load(Relaxed) == high {
+                return (u128::from(high) << 64) | u128::from(low);
+            }
         }
     }
 }
@@ -148,7 +173,11 @@ impl Counters {
         };
         let nanos = duration_nanos(latency);
         stripe.latency_samples.fetch_add(1, Relaxed);
-        stripe.latency_sum.fetch_add(nanos, Relaxed);
+        let before = stripe.latency_sum.fetch_add(nanos, Relaxed);
+        if before.checked_add(nanos).is_none() {
+            // This add wrapped the low word: exactly one add does, for each wrap.
+            stripe.latency_sum_high.fetch_add(1, Relaxed);
+        }
         stripe.latency_min.fetch_min(nanos, Relaxed);
         stripe.latency_max.fetch_max(nanos, Relaxed);
         let bucket = LATENCY_BUCKETS
@@ -172,7 +201,7 @@ impl Counters {
             totals.rejected_open += stripe.rejected_open.load(Relaxed);
             totals.rejected_half_open += stripe.rejected_half_open.load(Relaxed);
             totals.latency.samples += stripe.latency_samples.load(Relaxed);
-            sum += u128::from(stripe.latency_sum.load(Relaxed));
+            sum += stripe.latency_sum_nanos();
             min = min.min(stripe.latency_min.load(Relaxed));
             max = max.max(stripe.latency_max.load(Relaxed));
             for (total, bucket) in totals
@@ -196,9 +225,7 @@ impl Counters {
     }
 }
 
-/// What a thread keeps for the breakers it calls, in one word: its stripe in the high half (with
-/// `ASSIGNED` set once it has one) and, in the low half, a countdown of calls to the next timed
-/// one. An untimed call loads the word, decrements it and stores it back.
+/// What a thread keeps: its stripe (with `ASSIGNED` set once it has one).
 const ASSIGNED: u64 = 1 << 63;
 
 thread_local! {
@@ -210,22 +237,12 @@ fn new_stripe() -> u64 {
     u64::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x7fff_ffff)
 }
 
-/// The stripe in a thread's word, assigning one if it has none yet; the countdown is kept.
-fn assigned(state: u64) -> u64 {
-    if state & ASSIGNED != 0 {
-        state
-    } else {
-        (new_stripe() << 32) | ASSIGNED | (state & 0xffff_ffff)
-    }
-}
-
 #[allow(clippy::cast_possible_truncation)] // 31 bits
 fn stripe_of(state: u64) -> usize {
-    ((state >> 32) & 0x7fff_ffff) as usize
+    (state & 0x7fff_ffff) as usize
 }
 
-/// This thread's stripe, for counts made outside an admitted call (rejections, probes); the
-/// countdown is left as it is.
+/// This thread's stripe (any breaker's stripe of that index).
 #[inline]
 pub(crate) fn stripe_index() -> usize {
     if cfg!(loom) {
@@ -236,28 +253,33 @@ pub(crate) fn stripe_index() -> usize {
         if state & ASSIGNED != 0 {
             return stripe_of(state);
         }
-        let state = assigned(state);
+        let state = new_stripe() | ASSIGNED;
         cell.set(state);
         stripe_of(state)
     })
 }
 
-/// For one admitted call: this thread's stripe, and whether to time the call (true once every
-/// `every` calls on this thread, counting calls to every breaker; every call when `every` is 1).
-#[inline]
-pub(crate) fn enter(every: u32) -> (usize, bool) {
-    if cfg!(loom) {
-        return (0, every <= 1);
-    }
-    THREAD.with(|cell| {
-        let state = cell.get();
-        if state & 0xffff_ffff != 0 {
-            cell.set(state - 1);
-            return (stripe_of(state), false);
+impl Counters {
+    /// For one admitted call: this thread's stripe, and whether to time the call (one call in
+    /// `every` of this breaker's on this stripe; every call when `every` is 1).
+    #[inline]
+    pub(crate) fn enter(&self, every: u32) -> (usize, bool) {
+        if cfg!(loom) {
+            return (0, every <= 1);
         }
-        // A thread's first call, or the countdown is out: time this call, count down again.
-        let state = (assigned(state) & !0xffff_ffff) | u64::from(every.saturating_sub(1));
-        cell.set(state);
-        (stripe_of(state), true)
-    })
+        let index = stripe_index();
+        let Some(stripe) = self.stripe(index) else {
+            return (index, false);
+        };
+        let left = stripe.countdown.load(Relaxed);
+        if left != 0 {
+            stripe.countdown.store(left - 1, Relaxed);
+            return (index, false);
+        }
+        // The countdown is out (or this stripe's first call): time this call, count down again.
+        if every > 1 {
+            stripe.countdown.store(u64::from(every - 1), Relaxed);
+        }
+        (index, true)
+    }
 }

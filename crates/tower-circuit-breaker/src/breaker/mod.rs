@@ -310,9 +310,15 @@ impl CircuitBreaker {
         self.shared.peek()
     }
 
-    /// Counts a rejection that [`peek`](Self::peek) found and a caller is given.
-    pub(crate) fn count_rejection(&self, rejection: &Rejection) {
-        self.shared.count_rejection(rejection);
+    /// A rejection for a call the breaker would admit but that cannot go ahead now (its
+    /// service is not ready at once): open with a `retry_after` of zero, counted as one.
+    pub(crate) fn retry_now(&self) -> Rejection {
+        let rejection = Rejection::Open(crate::CircuitOpen::new(
+            self.shared.name.clone(),
+            Some(std::time::Duration::ZERO),
+        ));
+        self.shared.count_rejection(&rejection);
+        rejection
     }
 
     /// A snapshot of the breaker's state and counters.

@@ -5,8 +5,8 @@
 //!   the slot's old outcome differs from the new one, so a healthy breaker's success costs one add
 //!   and one load.
 //! - [`TimeWindow`]: the last T, in B buckets that age out whole. It keeps running totals (one
-//!   atomic add per call) and the totals at the start of each of the last B buckets; the window is
-//!   the difference. Moving to a new bucket (once per bucket width, by whichever call first sees
+//!   atomic add per success, two per failure, each in a 64-bit counter of its own) and the totals
+//!   at the start of each of the last B buckets; the window is the difference. Moving to a new bucket (once per bucket width, by whichever call first sees
 //!   the time) writes those starts, under a flag, not a lock.
 //!
 //! Both are fixed in size when the breaker is built. Ignored and cancelled calls are not recorded.
@@ -175,23 +175,50 @@ impl CountWindow {
 /// Set in `bucket` while a thread writes bucket starts.
 const MOVING: u64 = 1 << 63;
 
-/// Running totals: calls in the low 32 bits, failures in the high 32, both wrapping. The
-/// difference of two totals decodes exactly as long as a window holds under 2^32 calls.
-fn totals_of(failure: bool) -> u64 {
-    1 | (u64::from(failure) << HIGH)
+/// Running totals since the window was made. Each in a 64-bit counter of its own: a window may
+/// hold any number of calls (a 24-hour window at 50,000 calls a second holds over 2^32), and the
+/// counters would take 500,000 years at a million calls a second to wrap.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    calls: u64,
+    failures: u64,
+    slow: u64,
+}
+
+impl Totals {
+    /// The calls between `start` and `self`.
+    fn since(self, start: Self) -> WindowCounts {
+        // A start written by a move that raced the reads may be ahead by a call: never below 0.
+        let calls = self.calls.saturating_sub(start.calls);
+        WindowCounts {
+            calls,
+            failures: self.failures.saturating_sub(start.failures).min(calls),
+            slow: self.slow.saturating_sub(start.slow).min(calls),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct BucketStart {
-    totals: AtomicU64,
+    calls: AtomicU64,
+    failures: AtomicU64,
     slow: AtomicU64,
 }
 
 impl BucketStart {
     /// Release: a reader that sees a start also sees running totals at least as large.
-    fn set(&self, totals: u64, slow: u64) {
-        self.totals.store(totals, Ordering::Release);
-        self.slow.store(slow, Ordering::Release);
+    fn set(&self, totals: Totals) {
+        self.calls.store(totals.calls, Ordering::Release);
+        self.failures.store(totals.failures, Ordering::Release);
+        self.slow.store(totals.slow, Ordering::Release);
+    }
+
+    fn get(&self) -> Totals {
+        Totals {
+            calls: self.calls.load(Ordering::Acquire),
+            failures: self.failures.load(Ordering::Acquire),
+            slow: self.slow.load(Ordering::Acquire),
+        }
     }
 }
 
@@ -203,7 +230,8 @@ pub(crate) struct TimeWindow {
     bucket: AtomicU64,
     /// When the current bucket ends: the call path's only check.
     bucket_end: AtomicU64,
-    totals: AtomicU64,
+    calls: AtomicU64,
+    failures: AtomicU64,
     slow: AtomicU64,
     /// The totals when each of the last `buckets` buckets began, at `bucket % buckets`.
     starts: Box<[BucketStart]>,
@@ -219,11 +247,13 @@ impl TimeWindow {
             buckets,
             bucket: AtomicU64::new(current),
             bucket_end: AtomicU64::new((current + 1).saturating_mul(bucket_nanos)),
-            totals: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             starts: (0..buckets)
                 .map(|_| BucketStart {
-                    totals: AtomicU64::new(0),
+                    calls: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
                     slow: AtomicU64::new(0),
                 })
                 .collect(),
@@ -237,7 +267,10 @@ impl TimeWindow {
 
     fn record(&self, failure: bool, slow: bool, now: u64) -> Option<WindowCounts> {
         self.advance(now);
-        self.totals.fetch_add(totals_of(failure), Ordering::AcqRel);
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        if failure {
+            self.failures.fetch_add(1, Ordering::AcqRel);
+        }
         if slow {
             self.slow.fetch_add(1, Ordering::AcqRel);
         }
@@ -276,18 +309,19 @@ impl TimeWindow {
 
     /// With `MOVING` held: buckets `from..=to` begin now, with the current totals.
     fn begin_buckets(&self, from: u64, to: u64) {
-        let (totals, slow) = self.now_totals();
+        let totals = self.now_totals();
         for bucket in from.max((to + 1).saturating_sub(self.buckets))..=to {
-            self.start(bucket).set(totals, slow);
+            self.start(bucket).set(totals);
         }
         self.publish(to);
     }
 
-    fn now_totals(&self) -> (u64, u64) {
-        (
-            self.totals.load(Ordering::Acquire),
-            self.slow.load(Ordering::Acquire),
-        )
+    fn now_totals(&self) -> Totals {
+        Totals {
+            calls: self.calls.load(Ordering::Acquire),
+            failures: self.failures.load(Ordering::Acquire),
+            slow: self.slow.load(Ordering::Acquire),
+        }
     }
 
     /// Ends a move: `to` is the current bucket. Releases `MOVING`.
@@ -311,19 +345,9 @@ impl TimeWindow {
         let oldest = self.start(bucket + 1);
         // The start before the running totals, with Acquire: a start written by a move that
         // began after `bucket` was read is a snapshot the totals read next cannot be below, so
-        // the difference never wraps around (read the other way round, it could).
-        let (start, start_slow) = (
-            oldest.totals.load(Ordering::Acquire),
-            oldest.slow.load(Ordering::Acquire),
-        );
-        let totals = self.totals.load(Ordering::Acquire).wrapping_sub(start);
-        let slow = self.slow.load(Ordering::Acquire).wrapping_sub(start_slow);
-        let calls = totals & LOW_MASK;
-        Some(WindowCounts {
-            calls,
-            failures: (totals >> HIGH).min(calls),
-            slow: slow.min(calls),
-        })
+        // the difference does not go below zero (read the other way round, it could).
+        let start = oldest.get();
+        Some(self.now_totals().since(start))
     }
 
     fn clear(&self, now: u64) {
@@ -331,9 +355,9 @@ impl TimeWindow {
             let current = self.bucket.load(Ordering::Acquire);
             if self.take_moving(current) {
                 // Every slot, whichever buckets they stand for, starts now: nothing older counts.
-                let (totals, slow) = self.now_totals();
+                let totals = self.now_totals();
                 for start in &*self.starts {
-                    start.set(totals, slow);
+                    start.set(totals);
                 }
                 self.publish((now / self.bucket_nanos).max(current));
                 return;
@@ -341,5 +365,27 @@ impl TimeWindow {
             // Another thread is writing bucket starts: a handful of stores.
             spin_yield();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_window_counts_past_four_billion_calls() {
+        // A day in 60 buckets, holding 2^32 + 1 successes (50,000 calls a second for a day is
+        // more): set directly, as recording them one by one would take minutes.
+        let window = TimeWindow::new(86_400 * 1_000_000_000, 60, 0);
+        window.calls.fetch_add((1 << 32) + 1, Ordering::Relaxed);
+        let counts = window.record(true, false, 1).unwrap();
+        assert_eq!(
+            counts,
+            WindowCounts {
+                calls: (1 << 32) + 2,
+                failures: 1,
+                slow: 0,
+            }
+        );
     }
 }

@@ -1,14 +1,18 @@
 //! The state word: the one atomic that the closed-state path reads and writes.
 //!
 //! ```text
-//!  63            32 31                 8 7        0
+//!  63            27 26                 3 2        0
 //! +----------------+--------------------+----------+
 //! |   generation   | consecutive fails  |   state  |
 //! +----------------+--------------------+----------+
 //! ```
 //!
 //! Every transition stores a new word with the generation plus one and a zero count, under the
-//! breaker's lock. Outside the lock the word changes only by compare-and-swap of the count, so a
+//! breaker's lock. The generation has 37 bits: it comes back to a value only after 2^37
+//! (1.4 × 10^11) transitions, four years of a transition every millisecond (an automatic cycle
+//! waits out a break each time). A call's outcome is checked against it, and a probe's release
+//! also checks that the probe still holds its slot, so even a ticket that lived through a wrap
+//! frees nothing it does not hold. Outside the lock the word changes only by compare-and-swap of the count, so a
 //! count update from an older generation can never land on a newer one, and the failure that
 //! reaches the threshold is the only one that goes to the lock to open the circuit.
 
@@ -20,11 +24,18 @@ pub(crate) const HALF_OPEN: u64 = 2;
 pub(crate) const ISOLATED: u64 = 3;
 pub(crate) const DISABLED: u64 = 4;
 
-const TAG_MASK: u64 = 0xff;
-const COUNT_SHIFT: u32 = 8;
-pub(crate) const COUNT_MAX: u32 = (1 << 24) - 1;
+const TAG_MASK: u64 = 0x7;
+const COUNT_SHIFT: u32 = 3;
+pub(crate) const COUNT_MAX: u32 = crate::config::MAX_FAILURE_THRESHOLD;
 const COUNT_MASK: u64 = (COUNT_MAX as u64) << COUNT_SHIFT;
-const GENERATION_SHIFT: u32 = 32;
+/// Where the generation starts, in the word and in a ticket's `meta`.
+pub(crate) const GENERATION_SHIFT: u32 = 27;
+/// The generation's bits.
+pub(crate) const GENERATION_BITS: u32 = 64 - GENERATION_SHIFT;
+const GENERATION_MAX: u64 = (1 << GENERATION_BITS) - 1;
+
+// The count fits between the tag and the generation.
+const _: () = assert!(COUNT_MAX as u64 <= (1 << (GENERATION_SHIFT - COUNT_SHIFT)) - 1);
 
 pub(crate) const fn pack(generation: u64, tag: u64, count: u32) -> u64 {
     (generation << GENERATION_SHIFT) | ((count as u64) << COUNT_SHIFT) | tag
@@ -47,9 +58,9 @@ pub(crate) const fn generation(word: u64) -> u64 {
     word >> GENERATION_SHIFT
 }
 
-/// The generation after `word`'s, wrapping after 2^32 transitions.
+/// The generation after `word`'s, wrapping after 2^37 transitions.
 pub(crate) const fn next_generation(word: u64) -> u64 {
-    (generation(word) + 1) & 0xffff_ffff
+    (generation(word) + 1) & GENERATION_MAX
 }
 
 pub(crate) const fn same_generation(a: u64, b: u64) -> bool {
@@ -87,20 +98,22 @@ mod tests {
 
     #[test]
     fn fields_round_trip_without_touching_each_other() {
-        let word = pack(0xdead_beef, HALF_OPEN, COUNT_MAX);
-        assert_eq!(generation(word), 0xdead_beef);
+        let word = pack(GENERATION_MAX, HALF_OPEN, COUNT_MAX);
+        assert_eq!(generation(word), GENERATION_MAX);
         assert_eq!(tag(word), HALF_OPEN);
         assert_eq!(count(word), COUNT_MAX);
         let word = with_count(word, 7);
         assert_eq!(
             (generation(word), tag(word), count(word)),
-            (0xdead_beef, HALF_OPEN, 7)
+            (GENERATION_MAX, HALF_OPEN, 7)
         );
     }
 
     #[test]
     fn generation_wraps_instead_of_overflowing() {
-        assert_eq!(next_generation(pack(0xffff_ffff, OPEN, 3)), 0);
+        assert_eq!(next_generation(pack(GENERATION_MAX, OPEN, 3)), 0);
+        // Far from the 32 bits it once had: 2^32 transitions do not come back to the start.
+        assert_eq!(generation(pack(1 << 32, CLOSED, 0)), 1 << 32);
     }
 
     #[test]

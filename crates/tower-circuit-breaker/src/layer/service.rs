@@ -7,7 +7,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::{CircuitBreakerLayer, ResponseFuture};
-use crate::{CircuitBreaker, Classify, DefaultClassifier, Rejection};
+use crate::{CircuitBreaker, Classify, DefaultClassifier};
 
 /// A [`Service`] whose calls go through a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
 ///
@@ -27,8 +27,9 @@ pub struct CircuitBreakerService<S, C = DefaultClassifier> {
 enum Readiness {
     /// Not polled since the last call, or ready (see `inner_ready`).
     Unpolled,
-    /// The breaker rejects: `call` hands this back without touching the inner service.
-    Rejecting(Rejection),
+    /// The breaker rejected when `poll_ready` asked. `call` asks again: the break may have ended
+    /// in between.
+    Rejecting,
     /// Backpressure mode: waiting for the breaker to admit again.
     Waiting(Pin<Box<dyn Future<Output = ()> + Send + Sync>>),
 }
@@ -115,9 +116,9 @@ where
                     self.readiness =
                         Readiness::Waiting(Box::pin(async move { breaker.ready().await }));
                 }
-                Err(rejection) => {
+                Err(_) => {
                     self.inner_ready = false;
-                    self.readiness = Readiness::Rejecting(rejection);
+                    self.readiness = Readiness::Rejecting;
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -138,11 +139,46 @@ where
             };
         }
         match std::mem::replace(&mut self.readiness, Readiness::Unpolled) {
-            Readiness::Rejecting(rejection) => {
-                self.breaker.count_rejection(&rejection);
+            Readiness::Rejecting => self.call_after_rejection(request),
+            Readiness::Unpolled | Readiness::Waiting(_) => ResponseFuture::not_ready(),
+        }
+    }
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// `call` after a `poll_ready` that found the breaker rejecting: the breaker is asked again
+    /// now, so a rejection carries the time left now. If the break has ended in between and the
+    /// breaker admits the call, the inner service (not polled while the breaker rejected) is asked
+    /// whether it is ready at once; most are (clients, timeouts, `service_fn`). One that would
+    /// make the call wait is not called: the call is turned away as open, with a `retry_after` of
+    /// zero, and the permit goes back unused.
+    #[cold]
+    #[inline(never)]
+    fn call_after_rejection<Request>(&mut self, request: Request) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<Request>,
+        S::Error: Into<BoxError>,
+        C: Clone,
+    {
+        let permit = match self.breaker.try_acquire_owned() {
+            Ok(permit) => permit,
+            // Counted by `try_acquire`.
+            Err(rejection) => return ResponseFuture::rejected(rejection.into_error()),
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.inner.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
+            }
+            Poll::Ready(Err(error)) => {
+                drop(permit);
+                ResponseFuture::rejected(error.into())
+            }
+            Poll::Pending => {
+                drop(permit);
+                let rejection = self.breaker.retry_now();
                 ResponseFuture::rejected(rejection.into_error())
             }
-            Readiness::Unpolled | Readiness::Waiting(_) => ResponseFuture::not_ready(),
         }
     }
 }
