@@ -8,7 +8,7 @@ use tower_circuit_breaker::{Classify, HttpClassifier, Outcome};
 /// ignored, the rest successes), by reading one shared `static` `HttpClassifier`. What it saves
 /// is the copy: a classifier travels by value in every request's service and response future,
 /// and an `HttpClassifier` is a 240-byte status table, which measured about 140 instructions per
-/// request behind a route layer (see the `http_wrk` bench). This one is nothing to copy.
+/// request behind a route layer (an axum server under `wrk`). This one is nothing to copy.
 ///
 /// A configured `HttpClassifier` given to
 /// [`classify_with`](super::CircuitBreakerRouteLayer::classify_with) is copied per request like

@@ -64,7 +64,8 @@
 //! `CircuitOpen` as the status's `source()`: [`Rejection::find`](crate::Rejection::find) finds
 //! it. For `UNAVAILABLE` instead, map the error above the layer into a `Status` that keeps it:
 //! `map_err(|err: BoxError| { let mut status = Status::unavailable(err.to_string());
-//! status.set_source(Arc::from(err)); BoxError::from(status) })` (`tests/grpc.rs` does this).
+//! status.set_source(Arc::from(err)); BoxError::from(status) })`; the caller then sees
+//! `Unavailable`, and `Rejection::find` still finds the `CircuitOpen` through `source()`.
 //!
 //! # Malformed `grpc-status`
 //!
