@@ -55,11 +55,24 @@ impl Outcome {
 }
 
 /// Maps the result of a call to an [`Outcome`].
+///
+/// Implemented by [`ErrorIsFailure`] (any `Result`), [`DefaultClassifier`] (a `BoxError`
+/// result, the tower layer's), `HttpClassifier` and `GrpcClassifier` (`http::Response<B>` with a
+/// `BoxError`, with the `http` feature), and every closure `Fn(&Result<T, E>) -> Outcome`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot classify a call that ends in `Result<{T}, {E}>`",
+    label = "not a classifier of `Result<{T}, {E}>`",
+    note = "a classifier implements `Classify<{T}, {E}>`, or is a closure `|result: &Result<{T}, {E}>| -> Outcome`",
+    note = "behind the tower layer and `RetryPolicy` the error is `tower::BoxError`; `HttpClassifier` and `GrpcClassifier` classify `http::Response<B>`"
+)]
 pub trait Classify<T, E> {
     /// Classifies one finished call.
     fn classify(&self, result: &Result<T, E>) -> Outcome;
 }
 
+// Not recommended in errors: every type matches this impl, so without the attribute a type that
+// is no classifier is reported as "expected a closure" instead of with `Classify`'s message.
+#[diagnostic::do_not_recommend]
 impl<T, E, F> Classify<T, E> for F
 where
     F: Fn(&Result<T, E>) -> Outcome,
@@ -76,6 +89,11 @@ pub struct ErrorIsFailure;
 /// The tower layer's default classifier: `Ok` is a success; an error is a failure, or a timeout
 /// when it is [`tower::timeout::error::Elapsed`] or [`tokio::time::error::Elapsed`] (a per-try
 /// timeout inside the breaker).
+///
+/// It sees only errors, so it never counts an HTTP `5xx` as a failure: to tower that is an
+/// `Ok(response)`, and an axum route's service never returns an error at all. Behind an HTTP
+/// client or on an axum route, classify by status instead (`HttpClassifier`, with the `http`
+/// feature; on a route, the `tower-circuit-breaker-axum` crate's `CircuitBreakerRouteLayer`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultClassifier;
 

@@ -23,6 +23,11 @@ use super::future::FallbackToFuture;
 ///
 /// Implement it for a fallback that needs something else from the request (a header, a key),
 /// keeping just that in [`Saved`](Fallback::Saved).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a fallback for requests of type `{Request}`",
+    label = "not a `Fallback<{Request}>`",
+    note = "make a fallback with `FallbackLayer::new(|err: BoxError| async move {{ .. }})`, `FallbackLayer::new_sync(|err: BoxError| response)` or `FallbackLayer::service(service)` (whose request must be `Clone`), or implement `Fallback<{Request}>`"
+)]
 pub trait Fallback<Request> {
     /// The response it produces, the inner service's response type.
     type Response;

@@ -9,6 +9,11 @@ use crate::Rejection;
 /// the closure's argument: `|err: &BoxError| err.is::<MyError>()`); the ready-made ones are
 /// [`AnyError`] (the default), [`IsRejection`] and [`IsTimeout`], combined with
 /// [`or`](ErrorPredicate::or).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot choose which errors the fallback answers",
+    label = "not an `ErrorPredicate`",
+    note = "`when` takes `IsRejection`, `IsTimeout`, `AnyError`, a combination with `.or(..)`, or a closure `|err: &BoxError| -> bool`"
+)]
 pub trait ErrorPredicate {
     /// Whether the fallback answers in place of `error`.
     fn matches(&self, error: &BoxError) -> bool;
@@ -26,6 +31,9 @@ pub trait ErrorPredicate {
     }
 }
 
+// Not recommended in errors: every type matches this impl, so without the attribute a type that
+// is no predicate is reported as "expected a closure" instead of with `ErrorPredicate`'s message.
+#[diagnostic::do_not_recommend]
 impl<F> ErrorPredicate for F
 where
     F: Fn(&BoxError) -> bool,
