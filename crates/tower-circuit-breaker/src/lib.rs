@@ -46,6 +46,39 @@
 //! counter line of this thread's own) to record; no lock, no allocation, and a clock read only for
 //! one call in [`latency_sample_every`](CircuitBreakerConfig::latency_sample_every).
 //!
+//! # Recipes
+//!
+//! - **A hyper client behind the whole stack, kept in axum state**: the program
+//!   [`examples/axum_client_stack.rs`][client-stack] (`cargo run --example axum_client_stack`
+//!   in the repository) puts `hyper_util::client::legacy::Client`, a
+//!   `Service<http::Request<B>>`, under the stack above. Three things make it fit:
+//!   - *The response body is boxed.* The fallback must answer in the client's response type, and
+//!     only hyper can make a `hyper::body::Incoming`. So `.map_response(|r:
+//!     Response<Incoming>| r.map(|body| body.map_err(BoxError::from).boxed()))`, just above the
+//!     client, makes every layer, the fallback too, answer `http::Response<BoxBody<Bytes,
+//!     BoxError>>` (`http_body_util::combinators::BoxBody`; `UnsyncBoxBody` for a body that is
+//!     not `Sync`).
+//!   - *The request is `Clone`.* `tower::retry` sends a clone of the request on every try, so
+//!     the request is `http::Request<Full<Bytes>>`, not a streaming body such as axum's `Body`
+//!     or hyper's `Incoming`: buffer a body into `Bytes` before it goes in.
+//!   - *The error is `BoxError`*, as every layer here returns and [`RetryPolicy`] expects. The
+//!     stack then boxes into `tower::util::BoxCloneSyncService<Request<Full<Bytes>>,
+//!     Response<BoxBody<Bytes, BoxError>>, BoxError>`, which is `Clone + Send + Sync` as axum
+//!     state must be.
+//! - **A breaker on an axum route**: a route's service never returns an error, so the default
+//!   classifier never sees a failure there and the circuit never opens. Classify by status
+//!   (`HttpClassifier`), or use the `CircuitBreakerRouteLayer` of
+//!   [`tower-circuit-breaker-axum`][axum-crate]; see [`layer`](crate::layer#on-an-axum-route-and-behind-an-http-client).
+//! - **Each step of the stack, printed as it happens**, against a server that fails and hangs:
+//!   [`examples/polly_order.rs`][polly-order].
+//! - **A queue consumer that pauses while the circuit is open** and loses no message:
+//!   [`examples/queue_consumer.rs`][queue-consumer], on [`ready`](CircuitBreaker::ready).
+//!
+//! [client-stack]: https://github.com/tower-circuit-breaker/tower-circuit-breaker/blob/main/examples/axum_client_stack.rs
+//! [polly-order]: https://github.com/tower-circuit-breaker/tower-circuit-breaker/blob/main/examples/polly_order.rs
+//! [queue-consumer]: https://github.com/tower-circuit-breaker/tower-circuit-breaker/blob/main/examples/queue_consumer.rs
+//! [axum-crate]: https://docs.rs/tower-circuit-breaker-axum
+//!
 //! # Example
 //!
 //! ```

@@ -5,7 +5,13 @@ use crate::{CircuitBreaker, DefaultClassifier};
 
 /// Wraps services in a [`CircuitBreakerService`] sharing one [`CircuitBreaker`].
 ///
-/// See the [module docs](crate::layer).
+/// The default classifier, [`DefaultClassifier`], counts errors as failures. An HTTP client's
+/// `5xx` and an axum route's `500` are responses, not errors, so there it never sees a failure:
+/// give it `HttpClassifier` with [`classify_with`](Self::classify_with), or, on an axum route,
+/// use the `tower-circuit-breaker-axum` crate's `CircuitBreakerRouteLayer` (see
+/// [On an axum route](crate::layer#on-an-axum-route-and-behind-an-http-client)).
+///
+/// See the [module docs](crate::layer) for readiness, errors and classification.
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
     breaker: CircuitBreaker,
@@ -25,7 +31,8 @@ impl CircuitBreakerLayer {
 }
 
 impl<C> CircuitBreakerLayer<C> {
-    /// Classifies results with `classifier` instead.
+    /// Classifies results with `classifier` instead: a [`Classify`](crate::Classify) over
+    /// `&Result<S::Response, BoxError>`, such as `HttpClassifier` for `http::Response`s.
     pub fn classify_with<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
         CircuitBreakerLayer {
             breaker: self.breaker,

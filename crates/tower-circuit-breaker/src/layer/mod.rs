@@ -32,6 +32,21 @@
 //! and tower's `Elapsed` (from a per-try timeout inside the breaker) as timeouts; swap it with
 //! [`classify_with`](CircuitBreakerLayer::classify_with).
 //!
+//! # On an axum route, and behind an HTTP client
+//!
+//! The default classifier counts errors, and an HTTP answer is not an error: to tower, a `503`
+//! is an `Ok(response)`. An axum route's service never returns an error at all (its error is
+//! `Infallible`; a handler's trouble arrives as a `500` response), so on a route the default
+//! classifier sees nothing but successes and the circuit never opens. Classify by status:
+//!
+//! - on a route, use `CircuitBreakerRouteLayer` from the
+//!   [`tower-circuit-breaker-axum`](https://docs.rs/tower-circuit-breaker-axum) crate: it counts
+//!   5xx responses as failures and answers a rejection with `503` and `Retry-After`. This layer
+//!   works there too, with `classify_with(HttpClassifier::new())` and a `HandleErrorLayer` above
+//!   it to turn a rejection (a `BoxError`) into a response;
+//! - behind an HTTP client, use `classify_with(HttpClassifier::new())` (5xx fail, 4xx are
+//!   ignored), or `GrpcClassifier` for a gRPC channel. Both come with the `http` feature.
+//!
 //! # Example
 //!
 //! ```
