@@ -632,10 +632,12 @@ fn a_reset_racing_a_bucket_move_leaves_a_consistent_time_window() {
         resetting.join().unwrap();
 
         assert_no_trip(&breaker);
-        // The failures before it are gone; the fresh one is in, the stale one may be.
+        // The failures before it are gone; the fresh one is in, the stale one may be, or its call
+        // without its failure (caught between its two counters by the clear): never more failures
+        // than calls.
         let (calls, failures) = window_of(&breaker);
         assert!((1..=2).contains(&calls), "{calls} calls");
-        assert_eq!(failures, calls);
+        assert!((1..=calls).contains(&failures), "{failures} failures of {calls}");
 
         // The window still moves and empties.
         breaker.try_acquire().expect("closed").success();

@@ -112,6 +112,7 @@ mod permit;
 mod window;
 mod word;
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -122,6 +123,7 @@ use tokio::sync::broadcast;
 
 use self::call::Call;
 use self::core::{Outlook, Shared};
+pub(crate) use self::permit::Handle;
 pub use self::permit::{OwnedPermit, Permit};
 use crate::{
     CircuitBreakerConfig, CircuitBreakerError, CircuitMetrics, CircuitState, Classify, Clock,
@@ -214,6 +216,18 @@ impl CircuitBreaker {
         self.shared
             .admit()
             .map(|ticket| Permit::new(self.clone(), ticket))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with a permit holding the handle `holder` makes, once
+    /// the call is admitted.
+    #[inline]
+    pub(crate) fn try_acquire_holding<B: Borrow<Self>>(
+        &self,
+        holder: impl FnOnce() -> B,
+    ) -> Result<Permit<B>, Rejection> {
+        self.shared
+            .admit()
+            .map(|ticket| Permit::new(holder(), ticket))
     }
 
     /// Runs `operation` through the breaker: `Err` is a failure, `Ok` a success.

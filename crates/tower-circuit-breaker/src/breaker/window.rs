@@ -267,13 +267,15 @@ impl TimeWindow {
 
     fn record(&self, failure: bool, slow: bool, now: u64) -> Option<WindowCounts> {
         self.advance(now);
-        self.calls.fetch_add(1, Ordering::AcqRel);
+        // What the call was first, the call last: a reader that sees the call sees what it was
+        // (`now_totals` reads in the other order).
         if failure {
             self.failures.fetch_add(1, Ordering::AcqRel);
         }
         if slow {
             self.slow.fetch_add(1, Ordering::AcqRel);
         }
+        self.calls.fetch_add(1, Ordering::AcqRel);
         if failure || slow {
             self.counts(now)
         } else {
@@ -316,9 +318,15 @@ impl TimeWindow {
         self.publish(to);
     }
 
+    /// The running totals. The calls first: every call counted here has its failure and slowness
+    /// counted too. A call being recorded at this moment may have its failure in and its call not
+    /// yet: a bucket start taken then leaves that one failure out of the window (the counters are
+    /// separate words, so the three are not read at one instant; the window's rate can trail by
+    /// the calls in flight at a bucket move or a clear, and is never above the truth).
     fn now_totals(&self) -> Totals {
+        let calls = self.calls.load(Ordering::Acquire);
         Totals {
-            calls: self.calls.load(Ordering::Acquire),
+            calls,
             failures: self.failures.load(Ordering::Acquire),
             slow: self.slow.load(Ordering::Acquire),
         }

@@ -6,7 +6,8 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::{Classify, OwnedPermit};
+use crate::breaker::Handle;
+use crate::{Classify, Permit};
 
 pin_project! {
     /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService): the inner
@@ -27,7 +28,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<OwnedPermit>,
+            permit: Option<Permit<Handle>>,
             classifier: C,
         },
     }
@@ -35,7 +36,7 @@ pin_project! {
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline]
-    pub(crate) fn called(future: F, permit: OwnedPermit, classifier: C) -> Self {
+    pub(crate) fn called(future: F, permit: Permit<Handle>, classifier: C) -> Self {
         Self {
             state: State::Called {
                 future,

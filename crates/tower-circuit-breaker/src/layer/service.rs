@@ -1,12 +1,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tower::BoxError;
 use tower_service::Service;
 
 use super::{CircuitBreakerLayer, ResponseFuture};
+use crate::breaker::Handle;
 use crate::{CircuitBreaker, Classify, DefaultClassifier};
 
 /// A [`Service`] whose calls go through a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
@@ -21,6 +23,40 @@ pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     /// `readiness` so the call path touches one flag and no drop glue.
     inner_ready: bool,
     readiness: Readiness,
+    /// What this clone's response futures hold the breaker by (see `handle`).
+    local: Local,
+}
+
+/// This clone's own handle to the breaker, made on its second call: a clone that makes one call
+/// (axum clones a route's service for each request) costs no allocation, and one that makes many
+/// (a client's service, a benchmark's worker) keeps its futures off the breaker's shared count.
+enum Local {
+    Unused,
+    UsedOnce,
+    Made(Arc<CircuitBreaker>),
+}
+
+impl Local {
+    /// The handle for the next response future.
+    #[inline]
+    fn handle(&mut self, breaker: &CircuitBreaker) -> Handle {
+        match self {
+            Self::Made(local) => Handle::Local(Arc::clone(local)),
+            Self::Unused => {
+                *self = Self::UsedOnce;
+                Handle::Shared(breaker.clone())
+            }
+            Self::UsedOnce => self.make(breaker),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make(&mut self, breaker: &CircuitBreaker) -> Handle {
+        let local = Arc::new(breaker.clone());
+        *self = Self::Made(Arc::clone(&local));
+        Handle::Local(local)
+    }
 }
 
 /// What the last `poll_ready` found, for the next `call`.
@@ -60,6 +96,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             backpressure,
             inner_ready: false,
             readiness: Readiness::Unpolled,
+            local: Local::Unused,
         }
     }
 
@@ -128,7 +165,8 @@ where
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
         if std::mem::take(&mut self.inner_ready) {
-            return match self.breaker.try_acquire_owned() {
+            let (breaker, local) = (&self.breaker, &mut self.local);
+            return match breaker.try_acquire_holding(|| local.handle(breaker)) {
                 Ok(permit) => ResponseFuture::called(
                     self.inner.call(request),
                     permit,
@@ -160,7 +198,7 @@ impl<S, C> CircuitBreakerService<S, C> {
         S::Error: Into<BoxError>,
         C: Clone,
     {
-        let permit = match self.breaker.try_acquire_owned() {
+        let permit = match self.breaker.try_acquire_holding(|| Handle::Shared(self.breaker.clone())) {
             Ok(permit) => permit,
             // Counted by `try_acquire`.
             Err(rejection) => return ResponseFuture::rejected(rejection.into_error()),
