@@ -14,20 +14,24 @@
 //!
 //! # Rejections while open: the coarse clock
 //!
-//! Reading Tokio's clock (the system's monotonic clock) costs about 24 ns on the machines this
-//! project is measured on, more than the rest of a rejection. So while the circuit is open, a
-//! breaker on [`Clock::tokio`] first asks the kernel's coarse monotonic clock
-//! (`CLOCK_MONOTONIC_COARSE` on Linux, about 3 ns, updated every scheduler tick): when the break
-//! is at least two of its ticks from its end, the call is rejected without the precise read. Close
-//! to the end, and always elsewhere, the precise clock decides, so a break never ends later than
-//! it would with the precise clock alone. The one figure it moves is the rejection's
+//! Reading Tokio's clock (the system's monotonic clock) costs about 24 ns on an x86-64 Linux
+//! virtual machine, more than the rest of a rejection. So while the circuit is open, a breaker on
+//! [`Clock::tokio`] first asks the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on
+//! Linux, a few nanoseconds, updated every scheduler tick): when the break is at least two of its
+//! ticks from its end, the call is rejected without the precise read. Close to the end, and always
+//! elsewhere, the precise clock decides, so a break never ends later than it would with the
+//! precise clock alone. The one figure it moves is the rejection's
 //! [`retry_after`](crate::CircuitOpen::retry_after), which is then correct to within one tick
 //! (1 to 10 ms, depending on the kernel's `HZ`).
 //!
 //! Tokio's clock is the system's clock except inside a runtime whose time is paused, and only a
-//! current-thread runtime can pause it. So the coarse clock is used only on a thread that is not
-//! inside a current-thread runtime, and only for a break that began on such a thread; a test that
-//! pauses time gets Tokio's time, exactly. [`Clock::manual`] is cheap to read and never uses it.
+//! current-thread runtime can pause it. So the coarse clock is used only by a clock made outside
+//! a current-thread runtime, and only for a break that began outside one: a breaker built or
+//! tripped in a test that pauses time gets Tokio's time, exactly. Whether a rejection comes from
+//! inside a runtime is not asked again on each call (asking costs a reference count every worker
+//! thread shares); so a breaker built and tripped outside a paused runtime, then called inside
+//! one, judges that break on real time. Build the breaker inside the test, or use
+//! [`Clock::manual`], which is cheap to read and never uses the coarse clock.
 //!
 //! # Example
 //!
@@ -63,7 +67,12 @@ pub struct Clock {
 
 #[derive(Clone)]
 enum ClockKind {
-    Tokio { epoch: tokio::time::Instant },
+    Tokio {
+        epoch: tokio::time::Instant,
+        /// Whether the coarse clock may judge breaks (see the module docs): made outside a
+        /// current-thread runtime.
+        coarse: bool,
+    },
     Manual(ManualClock),
 }
 
@@ -75,6 +84,7 @@ impl Clock {
         Self {
             kind: ClockKind::Tokio {
                 epoch: tokio::time::Instant::now(),
+                coarse: coarse::usable_here(),
             },
         }
     }
@@ -90,7 +100,7 @@ impl Clock {
     /// nanoseconds) is certainly not over; 0 if the coarse clock cannot be used (see the module
     /// docs).
     pub(crate) fn coarse_deadline(&self, until: u64) -> u64 {
-        if !matches!(self.kind, ClockKind::Tokio { .. }) || !coarse::usable_here() {
+        if !matches!(self.kind, ClockKind::Tokio { coarse: true, .. }) || !coarse::usable_here() {
             return 0;
         }
         // Coarse first, precise second: the coarse reading is not ahead of the precise one, so
@@ -113,7 +123,7 @@ impl Clock {
             return None;
         }
         let now = coarse::now()?;
-        if now >= deadline || !coarse::usable_here() {
+        if now >= deadline {
             return None;
         }
         Some(deadline - now + 2 * coarse::resolution())
@@ -122,7 +132,7 @@ impl Clock {
     /// Nanoseconds since this clock was made.
     pub(crate) fn now_nanos(&self) -> u64 {
         match &self.kind {
-            ClockKind::Tokio { epoch } => {
+            ClockKind::Tokio { epoch, .. } => {
                 duration_nanos(tokio::time::Instant::now().saturating_duration_since(*epoch))
             }
             ClockKind::Manual(manual) => manual.inner.nanos.load(Ordering::Acquire),
@@ -134,7 +144,7 @@ impl Clock {
     /// With the Tokio clock this is a Tokio timer, so it needs a runtime with time enabled.
     pub(crate) async fn sleep_until(&self, deadline: u64) {
         match &self.kind {
-            ClockKind::Tokio { epoch } => {
+            ClockKind::Tokio { epoch, .. } => {
                 let at = epoch.checked_add(Duration::from_nanos(deadline));
                 match at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -335,12 +345,17 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
+        // A break that begins inside such a runtime, on a clock made outside it.
         let clock = Clock::tokio();
         let until = clock.now_nanos() + 60 * SECOND;
-        let outside = clock.coarse_deadline(until);
         runtime.block_on(async {
             assert_eq!(clock.coarse_deadline(until), 0);
-            assert_eq!(clock.coarse_left(outside), None);
+            // A clock made inside it never uses the coarse clock, wherever its breaks begin.
+            let inside = Clock::tokio();
+            let until = inside.now_nanos() + 60 * SECOND;
+            std::thread::scope(|scope| {
+                scope.spawn(|| assert_eq!(inside.coarse_deadline(until), 0));
+            });
         });
     }
 

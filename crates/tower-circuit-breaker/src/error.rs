@@ -12,18 +12,21 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
+
+use smol_str::SmolStr;
 
 /// The circuit is open: the call was rejected without reaching the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
-    breaker: Arc<str>,
+    /// Inline up to 23 bytes: a rejection copies the name rather than touching a reference count
+    /// every thread shares.
+    breaker: SmolStr,
     retry_after: Option<Duration>,
 }
 
 impl CircuitOpen {
-    pub(crate) fn new(breaker: Arc<str>, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn new(breaker: SmolStr, retry_after: Option<Duration>) -> Self {
         Self {
             breaker,
             retry_after,
@@ -60,11 +63,11 @@ impl Error for CircuitOpen {}
 /// The circuit is half-open and already has as many probes in flight as it allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HalfOpenFull {
-    breaker: Arc<str>,
+    breaker: SmolStr,
 }
 
 impl HalfOpenFull {
-    pub(crate) fn new(breaker: Arc<str>) -> Self {
+    pub(crate) fn new(breaker: SmolStr) -> Self {
         Self { breaker }
     }
 

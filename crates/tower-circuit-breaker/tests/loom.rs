@@ -637,7 +637,10 @@ fn a_reset_racing_a_bucket_move_leaves_a_consistent_time_window() {
         // than calls.
         let (calls, failures) = window_of(&breaker);
         assert!((1..=2).contains(&calls), "{calls} calls");
-        assert!((1..=calls).contains(&failures), "{failures} failures of {calls}");
+        assert!(
+            (1..=calls).contains(&failures),
+            "{failures} failures of {calls}"
+        );
 
         // The window still moves and empties.
         breaker.try_acquire().expect("closed").success();

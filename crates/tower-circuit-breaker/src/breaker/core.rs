@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, Notify};
 
-use super::counters::{stripe_index, Count, Counters};
+use super::counters::{stripe_index, Count, Counters, Sampling};
 use super::window::{CountWindow, TimeWindow, Window, WindowCounts};
 use super::word::{self, CLOSED, DISABLED, HALF_OPEN, ISOLATED, OPEN};
 use crate::clock::{duration_nanos, Clock};
@@ -199,6 +199,8 @@ pub(crate) struct Shared {
     /// the precise clock must decide. Written with `open_until`.
     open_gate: AtomicU64,
     pub(crate) name: Arc<str>,
+    /// The name again, as rejections carry it (inline when short).
+    pub(crate) short_name: smol_str::SmolStr,
     pub(crate) config: CircuitBreakerConfig,
     pub(crate) clock: Clock,
     counters: Counters,
@@ -216,6 +218,8 @@ pub(crate) struct Shared {
     rules: RateRules,
     /// Whether every closed call is timed (the slow-call rule needs each duration).
     time_every_call: bool,
+    /// Which other calls are timed (`latency_sample_every`).
+    sampling: Sampling,
     /// Whether recording a closed call needs the time (a time window does).
     record_needs_clock: bool,
 }
@@ -334,6 +338,7 @@ impl Shared {
             half_open_timeout_nanos: duration_nanos(config.half_open_timeout),
             record_needs_clock: window.as_ref().is_some_and(Window::needs_clock),
             time_every_call: config.slow_call.is_some(),
+            sampling: Sampling::every(config.latency_sample_every),
             rules: RateRules::new(&config),
             window,
             counters: Counters::new(),
@@ -352,6 +357,7 @@ impl Shared {
             changed: Notify::new(),
             events: std::sync::OnceLock::new(),
             also_to,
+            short_name: smol_str::SmolStr::new(&*name),
             name,
             config,
             clock,
@@ -384,7 +390,7 @@ impl Shared {
     pub(crate) fn admit(&self) -> Result<Ticket, Rejection> {
         let word = self.word.load(Ordering::Acquire);
         if word::admits_freely(word) {
-            let (stripe, sampled) = self.counters.enter(self.config.latency_sample_every);
+            let (stripe, sampled) = self.counters.enter(self.sampling);
             let started = (sampled || self.time_every_call).then(|| self.clock.now_nanos());
             return Ok(Ticket::closed(word, started, stripe));
         }
@@ -469,7 +475,7 @@ impl Shared {
 
     fn open_rejection(&self, retry_after: Option<u64>) -> Rejection {
         Rejection::Open(CircuitOpen::new(
-            self.name.clone(),
+            self.short_name.clone(),
             retry_after.map(Duration::from_nanos),
         ))
     }
@@ -485,7 +491,7 @@ impl Shared {
     }
 
     fn full_rejection(&self) -> Rejection {
-        Rejection::HalfOpenFull(HalfOpenFull::new(self.name.clone()))
+        Rejection::HalfOpenFull(HalfOpenFull::new(self.short_name.clone()))
     }
 
     // ===== recording =====
@@ -745,7 +751,7 @@ impl Shared {
             })
         };
         if announce.wake || !announce.transitions.is_empty() {
-            self.publish(announce);
+            self.publish(&announce);
         }
         result
     }
@@ -759,7 +765,7 @@ impl Shared {
     /// permit, and that ended a probe), a second panic would abort the process: it is dropped.
     #[cold]
     #[inline(never)]
-    fn publish(&self, announce: Announce) {
+    fn publish(&self, announce: &Announce) {
         for transition in &announce.transitions {
             // No subscriber is not an error.
             if let Some(also_to) = &self.also_to {
@@ -883,10 +889,7 @@ impl Guard<'_> {
     fn admit(&mut self, now: u64) -> Result<Ticket, Rejection> {
         match self.verdict(now) {
             Verdict::Admit(current) => {
-                let (stripe, sampled) = self
-                    .shared
-                    .counters
-                    .enter(self.shared.config.latency_sample_every);
+                let (stripe, sampled) = self.shared.counters.enter(self.shared.sampling);
                 let timed = sampled || self.shared.time_every_call;
                 Ok(Ticket::closed(current, timed.then_some(now), stripe))
             }

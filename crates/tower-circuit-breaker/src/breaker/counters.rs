@@ -5,8 +5,10 @@
 //! snapshot adds the stripes up. Counters never go down, and none wraps: the counts are 64-bit
 //! (a million calls a second for 500,000 years), and the latency sum carries into a second word.
 //!
-//! Each stripe also keeps the breaker's countdown to its next timed call, so sampling is per
-//! breaker: a thread that calls many breakers times one call in `latency_sample_every` of each.
+//! Latency sampling is per breaker: a call is timed when the successes on its stripe are a
+//! multiple of `latency_sample_every`, so a thread that calls many breakers times one success in
+//! `latency_sample_every` of each, and a run of failures (which leaves the count where it is) is
+//! timed throughout. Deciding it costs one load of a counter the call writes anyway.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -36,9 +38,6 @@ pub(crate) enum Count {
 /// prefetcher does not pair it with a neighbour.
 #[repr(align(128))]
 struct Stripe {
-    /// Calls to admit before the next timed one. Read and written with plain loads and stores: two
-    /// threads that share a stripe may lose a step, which moves a sample by a call, no more.
-    countdown: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
     timeouts: AtomicU64,
@@ -58,7 +57,6 @@ struct Stripe {
 impl Stripe {
     fn new() -> Self {
         Self {
-            countdown: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -105,6 +103,33 @@ pub(crate) struct Totals {
 
 pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
+}
+
+/// One call in `every`, judged on a count: `count % every == 0` by Lemire's divisibility test,
+/// with no division on the call path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sampling {
+    /// `u64::MAX / every + 1`; 0 when every call is timed.
+    multiplier: u64,
+}
+
+impl Sampling {
+    pub(crate) fn every(every: u32) -> Self {
+        let multiplier = if every <= 1 {
+            0
+        } else {
+            (u64::MAX / u64::from(every)).wrapping_add(1)
+        };
+        Self { multiplier }
+    }
+
+    /// Whether the call that finds `count` is timed (the count's low 32 bits: a wrap every four
+    /// billion successes moves the sampling's phase once).
+    #[inline]
+    #[allow(clippy::cast_possible_truncation)] // the low 32 bits, on purpose
+    fn picks(self, count: u64) -> bool {
+        u64::from(count as u32).wrapping_mul(self.multiplier) <= self.multiplier.wrapping_sub(1)
+    }
 }
 
 /// Twice the cores, so two busy threads rarely land on one stripe; at least 4. Asked once per
@@ -260,26 +285,16 @@ pub(crate) fn stripe_index() -> usize {
 }
 
 impl Counters {
-    /// For one admitted call: this thread's stripe, and whether to time the call (one call in
-    /// `every` of this breaker's on this stripe; every call when `every` is 1).
+    /// For one admitted call: this thread's stripe, and whether to time the call.
     #[inline]
-    pub(crate) fn enter(&self, every: u32) -> (usize, bool) {
+    pub(crate) fn enter(&self, sampling: Sampling) -> (usize, bool) {
         if cfg!(loom) {
-            return (0, every <= 1);
+            return (0, sampling.multiplier == 0);
         }
         let index = stripe_index();
         let Some(stripe) = self.stripe(index) else {
             return (index, false);
         };
-        let left = stripe.countdown.load(Relaxed);
-        if left != 0 {
-            stripe.countdown.store(left - 1, Relaxed);
-            return (index, false);
-        }
-        // The countdown is out (or this stripe's first call): time this call, count down again.
-        if every > 1 {
-            stripe.countdown.store(u64::from(every - 1), Relaxed);
-        }
-        (index, true)
+        (index, sampling.picks(stripe.successes.load(Relaxed)))
     }
 }

@@ -123,7 +123,6 @@ use tokio::sync::broadcast;
 
 use self::call::Call;
 use self::core::{Outlook, Shared};
-pub(crate) use self::permit::Handle;
 pub use self::permit::{OwnedPermit, Permit};
 use crate::{
     CircuitBreakerConfig, CircuitBreakerError, CircuitMetrics, CircuitState, Classify, Clock,
@@ -328,7 +327,7 @@ impl CircuitBreaker {
     /// service is not ready at once): open with a `retry_after` of zero, counted as one.
     pub(crate) fn retry_now(&self) -> Rejection {
         let rejection = Rejection::Open(crate::CircuitOpen::new(
-            self.shared.name.clone(),
+            self.shared.short_name.clone(),
             Some(std::time::Duration::ZERO),
         ));
         self.shared.count_rejection(&rejection);

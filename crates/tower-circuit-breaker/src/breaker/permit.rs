@@ -2,7 +2,6 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::sync::Arc;
 
 use super::core::{Ending, Ticket};
 use super::CircuitBreaker;
@@ -76,29 +75,6 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
         if self.ticket.is_live() {
             let ticket = self.ticket.spend();
             self.breaker.borrow().shared.record(ticket, ending);
-        }
-    }
-}
-
-/// What a tower service's response future holds its breaker by: a clone of the breaker, or a
-/// handle of the service clone's own.
-///
-/// Every clone of a [`CircuitBreaker`] bumps one reference count, which all threads calling the
-/// breaker share: a response future that cloned the breaker on each request made two cores fight
-/// over that count's cache line. A service clone that makes more than one call keeps a handle of
-/// its own instead, whose count only that clone's requests touch.
-#[derive(Clone)]
-pub(crate) enum Handle {
-    Shared(CircuitBreaker),
-    Local(Arc<CircuitBreaker>),
-}
-
-impl Borrow<CircuitBreaker> for Handle {
-    #[inline]
-    fn borrow(&self) -> &CircuitBreaker {
-        match self {
-            Self::Shared(breaker) => breaker,
-            Self::Local(breaker) => breaker,
         }
     }
 }

@@ -35,7 +35,7 @@ pub(crate) const GENERATION_BITS: u32 = 64 - GENERATION_SHIFT;
 const GENERATION_MAX: u64 = (1 << GENERATION_BITS) - 1;
 
 // The count fits between the tag and the generation.
-const _: () = assert!(COUNT_MAX as u64 <= (1 << (GENERATION_SHIFT - COUNT_SHIFT)) - 1);
+const _: () = assert!((COUNT_MAX as u64) < (1 << (GENERATION_SHIFT - COUNT_SHIFT)));
 
 pub(crate) const fn pack(generation: u64, tag: u64, count: u32) -> u64 {
     (generation << GENERATION_SHIFT) | ((count as u64) << COUNT_SHIFT) | tag

@@ -6,8 +6,9 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use crate::breaker::Handle;
-use crate::{Classify, Permit};
+use std::sync::Arc;
+
+use crate::{CircuitBreaker, Classify, Permit};
 
 pin_project! {
     /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService): the inner
@@ -28,7 +29,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<Permit<Handle>>,
+            permit: Option<Permit<Arc<CircuitBreaker>>>,
             classifier: C,
         },
     }
@@ -36,7 +37,7 @@ pin_project! {
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline]
-    pub(crate) fn called(future: F, permit: Permit<Handle>, classifier: C) -> Self {
+    pub(crate) fn called(future: F, permit: Permit<Arc<CircuitBreaker>>, classifier: C) -> Self {
         Self {
             state: State::Called {
                 future,

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
 use super::CircuitBreakerService;
@@ -14,16 +16,17 @@ use crate::{CircuitBreaker, DefaultClassifier};
 /// See the [module docs](crate::layer) for readiness, errors and classification.
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
-    breaker: CircuitBreaker,
+    /// Shared by every service the layer makes (see the service's first calls).
+    breaker: Arc<CircuitBreaker>,
     classifier: C,
     backpressure: bool,
 }
 
 impl CircuitBreakerLayer {
     /// A layer guarding every call with `breaker`, classified by [`DefaultClassifier`].
-    pub const fn new(breaker: CircuitBreaker) -> Self {
+    pub fn new(breaker: CircuitBreaker) -> Self {
         Self {
-            breaker,
+            breaker: Arc::new(breaker),
             classifier: DefaultClassifier,
             backpressure: false,
         }
@@ -62,7 +65,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreakerService::with_parts(
             inner,
-            self.breaker.clone(),
+            Arc::clone(&self.breaker),
             self.classifier.clone(),
             self.backpressure,
         )

@@ -8,7 +8,6 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::{CircuitBreakerLayer, ResponseFuture};
-use crate::breaker::Handle;
 use crate::{CircuitBreaker, Classify, DefaultClassifier};
 
 /// A [`Service`] whose calls go through a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
@@ -16,47 +15,24 @@ use crate::{CircuitBreaker, Classify, DefaultClassifier};
 /// Clones share the breaker; each clone has its own readiness (a clone starts unpolled).
 pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     inner: S,
-    breaker: CircuitBreaker,
+    /// The breaker, as the handle response futures hold it by: the layer's (shared by every
+    /// service it makes) until this clone's second call, then one of this clone's own.
+    ///
+    /// Every clone of a breaker bumps one reference count, which all threads share: a response
+    /// future per request holding a clone made two cores fight over that count's cache line. A
+    /// clone of its own keeps a busy service's requests off it, and a service that makes one call
+    /// (axum clones a route's service for each request) allocates nothing.
+    handle: Arc<CircuitBreaker>,
     classifier: C,
     backpressure: bool,
     /// The breaker would admit and the inner service is ready: the common case, kept apart from
     /// `readiness` so the call path touches one flag and no drop glue.
     inner_ready: bool,
+    /// Whether `handle` is this clone's own.
+    own: bool,
+    /// Whether this clone has made a call.
+    used: bool,
     readiness: Readiness,
-    /// What this clone's response futures hold the breaker by (see `handle`).
-    local: Local,
-}
-
-/// This clone's own handle to the breaker, made on its second call: a clone that makes one call
-/// (axum clones a route's service for each request) costs no allocation, and one that makes many
-/// (a client's service, a benchmark's worker) keeps its futures off the breaker's shared count.
-enum Local {
-    Unused,
-    UsedOnce,
-    Made(Arc<CircuitBreaker>),
-}
-
-impl Local {
-    /// The handle for the next response future.
-    #[inline]
-    fn handle(&mut self, breaker: &CircuitBreaker) -> Handle {
-        match self {
-            Self::Made(local) => Handle::Local(Arc::clone(local)),
-            Self::Unused => {
-                *self = Self::UsedOnce;
-                Handle::Shared(breaker.clone())
-            }
-            Self::UsedOnce => self.make(breaker),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn make(&mut self, breaker: &CircuitBreaker) -> Handle {
-        let local = Arc::new(breaker.clone());
-        *self = Self::Made(Arc::clone(&local));
-        Handle::Local(local)
-    }
 }
 
 /// What the last `poll_ready` found, for the next `call`.
@@ -73,11 +49,11 @@ enum Readiness {
 impl<S> CircuitBreakerService<S> {
     /// Wraps `inner` with `breaker`, classified by [`DefaultClassifier`].
     pub fn new(inner: S, breaker: CircuitBreaker) -> Self {
-        Self::with_parts(inner, breaker, DefaultClassifier, false)
+        Self::with_parts(inner, Arc::new(breaker), DefaultClassifier, false)
     }
 
     /// A [`CircuitBreakerLayer`] sharing `breaker`.
-    pub const fn layer(breaker: CircuitBreaker) -> CircuitBreakerLayer {
+    pub fn layer(breaker: CircuitBreaker) -> CircuitBreakerLayer {
         CircuitBreakerLayer::new(breaker)
     }
 }
@@ -85,24 +61,35 @@ impl<S> CircuitBreakerService<S> {
 impl<S, C> CircuitBreakerService<S, C> {
     pub(crate) fn with_parts(
         inner: S,
-        breaker: CircuitBreaker,
+        handle: Arc<CircuitBreaker>,
         classifier: C,
         backpressure: bool,
     ) -> Self {
         Self {
             inner,
-            breaker,
+            handle,
             classifier,
             backpressure,
             inner_ready: false,
+            own: false,
+            used: false,
             readiness: Readiness::Unpolled,
-            local: Local::Unused,
+        }
+    }
+
+    /// On a clone's first call, notes it; on its second, gives it a handle of its own.
+    #[cold]
+    #[inline(never)]
+    fn settle_handle(&mut self) {
+        if std::mem::replace(&mut self.used, true) {
+            self.handle = Arc::new(CircuitBreaker::clone(&self.handle));
+            self.own = true;
         }
     }
 
     /// The breaker this service shares.
     pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+        &self.handle
     }
 
     /// The inner service.
@@ -138,7 +125,7 @@ where
                 ready!(wait.as_mut().poll(cx));
                 self.readiness = Readiness::Unpolled;
             }
-            match self.breaker.peek() {
+            match self.handle.peek() {
                 Ok(()) => {
                     if !matches!(self.readiness, Readiness::Unpolled) {
                         self.readiness = Readiness::Unpolled;
@@ -149,7 +136,7 @@ where
                 }
                 Err(_) if self.backpressure => {
                     self.inner_ready = false;
-                    let breaker = self.breaker.clone();
+                    let breaker = self.handle.clone();
                     self.readiness =
                         Readiness::Waiting(Box::pin(async move { breaker.ready().await }));
                 }
@@ -165,8 +152,11 @@ where
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
         if std::mem::take(&mut self.inner_ready) {
-            let (breaker, local) = (&self.breaker, &mut self.local);
-            return match breaker.try_acquire_holding(|| local.handle(breaker)) {
+            if !self.own {
+                self.settle_handle();
+            }
+            let holder = Arc::clone(&self.handle);
+            return match self.handle.try_acquire_holding(move || holder) {
                 Ok(permit) => ResponseFuture::called(
                     self.inner.call(request),
                     permit,
@@ -198,7 +188,7 @@ impl<S, C> CircuitBreakerService<S, C> {
         S::Error: Into<BoxError>,
         C: Clone,
     {
-        let permit = match self.breaker.try_acquire_holding(|| Handle::Shared(self.breaker.clone())) {
+        let permit = match self.handle.try_acquire_holding(|| Arc::clone(&self.handle)) {
             Ok(permit) => permit,
             // Counted by `try_acquire`.
             Err(rejection) => return ResponseFuture::rejected(rejection.into_error()),
@@ -214,7 +204,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             }
             Poll::Pending => {
                 drop(permit);
-                let rejection = self.breaker.retry_now();
+                let rejection = self.handle.retry_now();
                 ResponseFuture::rejected(rejection.into_error())
             }
         }
@@ -226,7 +216,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
         // Readiness belongs to one handle: a clone must poll for its own.
         Self::with_parts(
             self.inner.clone(),
-            self.breaker.clone(),
+            Arc::clone(&self.handle),
             self.classifier.clone(),
             self.backpressure,
         )
@@ -237,7 +227,7 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker)
+            .field("breaker", &self.handle)
             .field("classifier", &self.classifier)
             .field("backpressure", &self.backpressure)
             .finish_non_exhaustive()
