@@ -72,6 +72,9 @@ enum ClockKind {
         /// Whether the coarse clock may judge breaks (see the module docs): made outside a
         /// current-thread runtime.
         coarse: bool,
+        /// The coarse clock when `epoch` was read, for [`Clock::window_nanos`]; `None` when
+        /// there is no coarse clock, or it may not be used.
+        coarse_epoch: Option<u64>,
     },
     Manual(ManualClock),
 }
@@ -81,10 +84,12 @@ impl Clock {
     ///
     /// Readable outside a runtime (it then reads the system's monotonic clock).
     pub fn tokio() -> Self {
+        let coarse = coarse::usable_here();
         Self {
             kind: ClockKind::Tokio {
+                coarse_epoch: coarse.then(coarse::now).flatten(),
                 epoch: tokio::time::Instant::now(),
-                coarse: coarse::usable_here(),
+                coarse,
             },
         }
     }
@@ -127,6 +132,23 @@ impl Clock {
             return None;
         }
         Some(deadline - now + 2 * coarse::resolution())
+    }
+
+    /// Nanoseconds since this clock was made, for a time window's buckets: the coarse clock where
+    /// it may be used (correct to within one scheduler tick, a few nanoseconds to read), else the
+    /// precise one.
+    #[inline]
+    pub(crate) fn window_nanos(&self) -> u64 {
+        if let ClockKind::Tokio {
+            coarse_epoch: Some(epoch),
+            ..
+        } = &self.kind
+        {
+            if let Some(now) = coarse::now() {
+                return now.saturating_sub(*epoch);
+            }
+        }
+        self.now_nanos()
     }
 
     /// Nanoseconds since this clock was made.
@@ -331,6 +353,34 @@ mod tests {
             let deadline = clock.coarse_deadline(clock.now_nanos() + left);
             assert_eq!(clock.coarse_left(deadline), None, "{left} ns left");
         }
+    }
+
+    #[test]
+    fn a_time_window_reads_the_coarse_clock_within_a_tick_of_the_precise_one() {
+        let clock = Clock::tokio();
+        let tick = coarse::resolution();
+        for _ in 0..1_000 {
+            let before = clock.now_nanos();
+            let window = clock.window_nanos();
+            let after = clock.now_nanos();
+            assert!(window + 2 * tick >= before, "{window} vs {before}");
+            assert!(window <= after + 2 * tick, "{window} vs {after}");
+        }
+    }
+
+    #[test]
+    fn in_a_paused_runtime_a_time_window_reads_tokios_time() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let clock = Clock::tokio();
+            tokio::time::advance(Duration::from_secs(3600)).await;
+            assert_eq!(clock.window_nanos(), clock.now_nanos());
+            assert!(clock.window_nanos() >= 3600 * SECOND);
+        });
     }
 
     #[test]

@@ -529,10 +529,10 @@ impl Shared {
         let stripe = ticket.stripe();
         self.counters.add_at(stripe, count);
 
-        // Read the clock only for what needs it: a timed call, a probe, a time window. A trip
-        // from the window without a time of its own reads it then (`record_in_window`).
-        let needs_clock = ticket.kind() != PLAIN || self.record_needs_clock;
-        let read_now = needs_clock.then(|| self.clock.now_nanos());
+        // Read the clock only for what needs it: a timed call, a probe. A time window picks its
+        // bucket from the cheaper window clock when the call has no time of its own, and a trip
+        // from the window without one reads the precise clock then (`record_in_window`).
+        let read_now = (ticket.kind() != PLAIN).then(|| self.clock.now_nanos());
         let now = read_now.unwrap_or(0);
         let elapsed = ticket.started().map(|started| now.saturating_sub(started));
         if let (Some(elapsed), Ending::Finished(_)) = (elapsed, ending) {
@@ -565,7 +565,16 @@ impl Shared {
         };
         if let Some(window) = &self.window {
             let slow = elapsed.is_some_and(|elapsed| elapsed >= self.rules.slow_nanos);
-            self.record_in_window(window, ticket.admitted(), failure, slow, read_now);
+            let window_now =
+                read_now.or_else(|| self.record_needs_clock.then(|| self.clock.window_nanos()));
+            self.record_in_window(
+                window,
+                ticket.admitted(),
+                failure,
+                slow,
+                window_now,
+                read_now,
+            );
         }
     }
 
@@ -576,6 +585,7 @@ impl Shared {
         admitted: u64,
         failure: bool,
         slow: bool,
+        window_now: Option<u64>,
         now: Option<u64>,
     ) {
         let current = self.word.load(Ordering::Relaxed);
@@ -583,7 +593,7 @@ impl Shared {
             return;
         }
         // A count window ignores the time; a time window always has it.
-        let Some(counts) = window.record(failure, slow, now.unwrap_or(0)) else {
+        let Some(counts) = window.record(failure, slow, window_now.unwrap_or(0)) else {
             return;
         };
         if !(failure || slow) || word::tag(current) != CLOSED {
