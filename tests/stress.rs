@@ -296,3 +296,52 @@ async fn shared_breaker_keeps_probe_limit_and_exact_counts_under_concurrent_rand
     assert!(Tally::get(&tally.probes) > 0);
     assert!(Tally::get(&tally.rejected_half_open) > 0);
 }
+
+/// Threads own counter stripes (and count on them without locked instructions) while there are
+/// stripes to own; the rest share one. Many more threads than stripes, in waves (an exiting
+/// thread's stripe goes to a later one), with permits admitted on one thread and recorded on
+/// another: every count still adds up exactly.
+#[test]
+fn counts_add_up_when_threads_outnumber_stripes_and_permits_change_threads() {
+    const WAVES: u64 = 3;
+    const THREADS: u64 = 12;
+    const CALLS: u64 = 20_000;
+    let config = CircuitBreakerConfig::default()
+        .failure_threshold(1_000)
+        .latency_sample_every(1);
+    let breaker = CircuitBreaker::with_config("counts", config).expect("valid config");
+    for _ in 0..WAVES {
+        let (handed, received) = std::sync::mpsc::channel::<OwnedPermit>();
+        std::thread::scope(|scope| {
+            // Records on its own thread what the others admitted.
+            scope.spawn(move || received.into_iter().for_each(OwnedPermit::success));
+            for _ in 0..THREADS {
+                let (breaker, handed) = (&breaker, handed.clone());
+                scope.spawn(move || {
+                    for call in 0..CALLS {
+                        let permit = breaker.try_acquire_owned().expect("never trips");
+                        match call % 5 {
+                            0 => handed.send(permit).expect("recorder alive"),
+                            1 => permit.failure(),
+                            2 => permit.ignored(),
+                            3 => drop(permit),
+                            _ => permit.success(),
+                        }
+                    }
+                });
+            }
+            drop(handed);
+        });
+    }
+    let each = WAVES * THREADS * CALLS / 5;
+    let metrics = breaker.metrics();
+    assert_eq!(metrics.state, CircuitState::Closed);
+    assert_eq!(metrics.successful_calls, 2 * each);
+    assert_eq!(metrics.failed_calls, each);
+    assert_eq!(metrics.ignored_calls, each);
+    assert_eq!(metrics.cancelled_calls, each);
+    assert_eq!(metrics.total_calls, WAVES * THREADS * CALLS);
+    // Every finished call was timed (cancelled ones are not).
+    assert_eq!(metrics.latency.samples, 4 * each);
+    assert_eq!(metrics.latency.buckets.iter().sum::<u64>(), 4 * each);
+}

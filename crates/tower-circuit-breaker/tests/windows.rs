@@ -464,6 +464,6 @@ fn memory_per_breaker_is_fixed_and_small() {
         before
     });
     assert!(sizes[1] - sizes[0] >= 100, "a slot per call");
-    assert!(sizes[2] - sizes[0] >= 60 * 16, "two words per bucket");
+    assert!(sizes[2] - sizes[0] >= 60 * 24, "three words per bucket");
     assert!(sizes.iter().all(|size| *size < 8 * 1024), "{sizes:?}");
 }

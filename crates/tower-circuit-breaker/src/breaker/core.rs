@@ -44,14 +44,15 @@ const SPENT: u64 = 3;
 /// registers while it travels inside the caller's `Result<Permit, Rejection>`.
 ///
 /// ```text
-///  meta: 63        27 21           8 7        2 1      0
+///  meta: 63        27 26          16 15       2 1      0
 ///       +------------+--------------+----------+--------+
-///       | generation |  probe slot  |  stripe  |  kind  |
+///       | generation |  probe slot  |  unused  |  kind  |
 ///       +------------+--------------+----------+--------+
 /// ```
 ///
 /// The generation sits where the state word keeps it, so `word::same_generation` compares a
-/// ticket with the word directly.
+/// ticket with the word directly. The counts go to the stripe of the thread that records the
+/// call, which may not be the one that admitted it (a future can move between threads).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
     meta: u64,
@@ -60,33 +61,26 @@ pub(crate) struct Ticket {
 }
 
 const KIND_MASK: u64 = 0b11;
-const STRIPE_SHIFT: u32 = 2;
-const STRIPE_MASK: u64 = 0x3f;
-const PROBE_SHIFT: u32 = 8;
+const PROBE_SHIFT: u32 = 13;
 const PROBE_MASK: u64 = 0x3fff;
-// Every probe slot and every stripe has a number that fits in its field.
+// Every probe slot has a number that fits in its field, below the generation.
 const _: () = assert!(crate::config::MAX_HALF_OPEN_CALLS as u64 <= PROBE_MASK + 1);
 const _: () = assert!(PROBE_SHIFT + 14 <= word::GENERATION_SHIFT);
 
 impl Ticket {
-    fn new(word: u64, kind: u64, stripe: usize, probe: u16, started: u64) -> Self {
-        // Stripes are at most 64 and a power of two, so their low six bits pick the same stripe.
-        let stripe = (stripe as u64) & STRIPE_MASK;
+    fn new(word: u64, kind: u64, probe: u16, started: u64) -> Self {
         let generation = word & !((1 << word::GENERATION_SHIFT) - 1);
         Self {
-            meta: generation
-                | ((u64::from(probe) & PROBE_MASK) << PROBE_SHIFT)
-                | (stripe << STRIPE_SHIFT)
-                | kind,
+            meta: generation | ((u64::from(probe) & PROBE_MASK) << PROBE_SHIFT) | kind,
             started,
         }
     }
 
     /// A closed call's ticket, timed if `started` is given.
-    fn closed(word: u64, started: Option<u64>, stripe: usize) -> Self {
+    fn closed(word: u64, started: Option<u64>) -> Self {
         match started {
-            Some(started) => Self::new(word, TIMED, stripe, 0, started),
-            None => Self::new(word, PLAIN, stripe, 0, 0),
+            Some(started) => Self::new(word, TIMED, 0, started),
+            None => Self::new(word, PLAIN, 0, 0),
         }
     }
 
@@ -117,11 +111,6 @@ impl Ticket {
     /// A word of the generation the call was admitted in, for `word::same_generation`.
     fn admitted(self) -> u64 {
         self.meta
-    }
-
-    #[allow(clippy::cast_possible_truncation)] // masked to 6 bits
-    fn stripe(self) -> usize {
-        ((self.meta >> STRIPE_SHIFT) & STRIPE_MASK) as usize
     }
 
     /// When the call started, if it is timed.
@@ -390,9 +379,9 @@ impl Shared {
     pub(crate) fn admit(&self) -> Result<Ticket, Rejection> {
         let word = self.word.load(Ordering::Acquire);
         if word::admits_freely(word) {
-            let (stripe, sampled) = self.counters.enter(self.sampling);
+            let sampled = self.counters.enter(self.sampling);
             let started = (sampled || self.time_every_call).then(|| self.clock.now_nanos());
-            return Ok(Ticket::closed(word, started, stripe));
+            return Ok(Ticket::closed(word, started));
         }
         self.admit_slow(word)
     }
@@ -504,7 +493,7 @@ impl Shared {
             && ticket.kind() == PLAIN
             && self.window.is_none()
         {
-            self.counters.add_at(ticket.stripe(), Count::Success);
+            self.counters.add_at(stripe_index(), Count::Success);
             self.closed_success(ticket.admitted());
             return;
         }
@@ -526,7 +515,7 @@ impl Shared {
                 CancelledCalls::Failure => (Count::Cancelled, Effect::Failure),
             },
         };
-        let stripe = ticket.stripe();
+        let stripe = stripe_index();
         self.counters.add_at(stripe, count);
 
         // Read the clock only for what needs it: a timed call, a probe. A time window picks its
@@ -899,9 +888,9 @@ impl Guard<'_> {
     fn admit(&mut self, now: u64) -> Result<Ticket, Rejection> {
         match self.verdict(now) {
             Verdict::Admit(current) => {
-                let (stripe, sampled) = self.shared.counters.enter(self.shared.sampling);
+                let sampled = self.shared.counters.enter(self.shared.sampling);
                 let timed = sampled || self.shared.time_every_call;
-                Ok(Ticket::closed(current, timed.then_some(now), stripe))
+                Ok(Ticket::closed(current, timed.then_some(now)))
             }
             Verdict::Probe(current) => {
                 let free = self.locked.probes.iter().position(Option::is_none);
@@ -911,7 +900,7 @@ impl Guard<'_> {
                         self.locked.probes_in_flight += 1;
                         // Slots are fewer than MAX_HALF_OPEN_CALLS, which fits in 16 bits.
                         let slot = u16::try_from(slot).unwrap_or(u16::MAX);
-                        Ok(Ticket::new(current, PROBE, stripe_index(), slot, now))
+                        Ok(Ticket::new(current, PROBE, slot, now))
                     }
                     None => Err(self.shared.reject_half_open()),
                 }

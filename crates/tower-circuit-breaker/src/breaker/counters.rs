@@ -1,8 +1,10 @@
 //! The per-call counters, striped so that threads do not fight over one cache line.
 //!
-//! Each thread is given a stripe index once, round robin; it bumps only the counters of its
-//! stripe, with relaxed atomic adds on a line no other running thread is likely to write. A
-//! snapshot adds the stripes up. Counters never go down, and none wraps: the counts are 64-bit
+//! Stripe 0 is shared; every other stripe belongs to one thread at a time. A thread claims a
+//! stripe of its own on its first call to any breaker (a bit in one process-wide word) and gives
+//! it back when it exits. The owner is the only thread that writes its stripe, so it counts with a
+//! plain load and store, no locked instruction; threads beyond the owned stripes share stripe 0
+//! and count there with atomic adds. A snapshot adds the stripes up. Counters never go down, and none wraps: the counts are 64-bit
 //! (a million calls a second for 500,000 years), and the latency sum carries into a second word.
 //!
 //! Latency sampling is per breaker: a call is timed when the successes on its stripe are a
@@ -176,11 +178,12 @@ impl Counters {
         let Some(stripe) = self.stripe(index) else {
             return;
         };
+        let owned = index & OWNED != 0;
         let counter = match count {
             Count::Success => &stripe.successes,
             Count::Failure => &stripe.failures,
             Count::TimeoutFailure => {
-                stripe.timeouts.fetch_add(1, Relaxed);
+                bump(&stripe.timeouts, owned);
                 &stripe.failures
             }
             Count::ProbeTimeout => &stripe.timeouts,
@@ -189,7 +192,7 @@ impl Counters {
             Count::RejectedOpen => &stripe.rejected_open,
             Count::RejectedHalfOpen => &stripe.rejected_half_open,
         };
-        counter.fetch_add(1, Relaxed);
+        bump(counter, owned);
     }
 
     pub(crate) fn add_latency_at(&self, index: usize, latency: Duration) {
@@ -250,24 +253,101 @@ impl Counters {
     }
 }
 
-/// What a thread keeps: its stripe (with `ASSIGNED` set once it has one).
+/// Adds one to `counter`: a plain load and store on a stripe this thread owns (no other thread
+/// writes it), an atomic add on the shared one.
+#[inline]
+fn bump(counter: &AtomicU64, owned: bool) {
+    if owned {
+        counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+    } else {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// Set in a stripe index (above any stripe number, which is below 64) when the thread owns the
+/// stripe; masking the index to the number of stripes drops it.
+pub(crate) const OWNED: usize = 64;
+
+/// What a thread keeps: its stripe index (with `OWNED`), and `ASSIGNED` once it has one.
 const ASSIGNED: u64 = 1 << 63;
 
 thread_local! {
     static THREAD: Cell<u64> = const { Cell::new(0) };
+    /// Gives the thread's stripe back when it exits.
+    static CLAIM: Claim = const { Claim(Cell::new(0)) };
 }
 
-fn new_stripe() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    u64::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x7fff_ffff)
+/// The stripes owned by a thread now, one bit each (bit 0, the shared stripe, is never set).
+static CLAIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A thread's claimed stripe, given back on exit.
+struct Claim(Cell<u64>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let stripe = self.0.get();
+        if stripe != 0 {
+            // From now on this thread counts on the shared stripe (other destructors may still
+            // call a breaker); then the stripe is free, and whoever claims it next (Acquire) sees
+            // every count this thread made on it (Release).
+            THREAD.with(|cell| cell.set(ASSIGNED));
+            CLAIMED.fetch_and(!(1 << stripe), std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
-#[allow(clippy::cast_possible_truncation)] // 31 bits
+/// A stripe of this thread's own, if one is free: 1 to the number of stripes less one.
+fn claim() -> Option<u64> {
+    let stripes = stripes_per_breaker() as u64;
+    let usable = if stripes >= 64 {
+        !1
+    } else {
+        ((1 << stripes) - 1) & !1
+    };
+    let mut claimed = CLAIMED.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let free = usable & !claimed;
+        if free == 0 {
+            return None;
+        }
+        let stripe = u64::from(free.trailing_zeros());
+        match CLAIMED.compare_exchange_weak(
+            claimed,
+            claimed | (1 << stripe),
+            std::sync::atomic::Ordering::Acquire,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return Some(stripe),
+            Err(actual) => claimed = actual,
+        }
+    }
+}
+
+/// Gives this thread a stripe: one of its own, registered to be given back at exit, or the
+/// shared one.
+#[cold]
+#[inline(never)]
+fn assign() -> u64 {
+    let owned = claim().and_then(|stripe| {
+        // A thread that is exiting cannot register its claim: it gives it back at once.
+        let registered = CLAIM.try_with(|claim| claim.0.set(stripe)).is_ok();
+        if !registered {
+            CLAIMED.fetch_and(!(1 << stripe), std::sync::atomic::Ordering::Release);
+        }
+        registered.then_some(stripe)
+    });
+    match owned {
+        Some(stripe) => ASSIGNED | OWNED as u64 | stripe,
+        None => ASSIGNED,
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)] // 7 bits
 fn stripe_of(state: u64) -> usize {
-    (state & 0x7fff_ffff) as usize
+    (state & 0x7f) as usize
 }
 
-/// This thread's stripe (any breaker's stripe of that index).
+/// This thread's stripe index, with `OWNED` if the thread owns the stripe.
 #[inline]
 pub(crate) fn stripe_index() -> usize {
     if cfg!(loom) {
@@ -278,23 +358,20 @@ pub(crate) fn stripe_index() -> usize {
         if state & ASSIGNED != 0 {
             return stripe_of(state);
         }
-        let state = new_stripe() | ASSIGNED;
+        let state = assign();
         cell.set(state);
         stripe_of(state)
     })
 }
 
 impl Counters {
-    /// For one admitted call: this thread's stripe, and whether to time the call.
+    /// For one admitted call: whether to time it.
     #[inline]
-    pub(crate) fn enter(&self, sampling: Sampling) -> (usize, bool) {
+    pub(crate) fn enter(&self, sampling: Sampling) -> bool {
         if cfg!(loom) {
-            return (0, sampling.multiplier == 0);
+            return sampling.multiplier == 0;
         }
-        let index = stripe_index();
-        let Some(stripe) = self.stripe(index) else {
-            return (index, false);
-        };
-        (index, sampling.picks(stripe.successes.load(Relaxed)))
+        self.stripe(stripe_index())
+            .is_some_and(|stripe| sampling.picks(stripe.successes.load(Relaxed)))
     }
 }

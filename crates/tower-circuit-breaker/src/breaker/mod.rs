@@ -40,36 +40,42 @@
 //! generation go in; ignored and cancelled calls stay out; the window is emptied when the circuit
 //! closes. Recording is lock-free: a count window costs one atomic add and one
 //! load per call (three more atomic operations when the slot's old outcome differs); a time
-//! window one clock read, one load and one atomic add, and a bucket change once per bucket width.
+//! window one read of the coarse clock (the precise one where the coarse clock may not be used,
+//! see [`Clock`]), one load and one atomic add (two for a failure), and a bucket change once per
+//! bucket width. A time window's counts are 64-bit: it holds any number of calls.
 //! Under a race with a transition an outcome from the old generation can land in the new window
 //! (it cannot itself open the circuit: the trip re-checks the generation under the lock).
 //!
 //! # Cost and memory
 //!
-//! In the closed state a call without a window costs one atomic load to admit, one relaxed add
-//! on this thread's own counter stripe to record, and one load of the state word; a success that
-//! finds the consecutive count at 0 writes nothing shared. The clock is read for one call in
-//! [`latency_sample_every`](crate::CircuitBreakerConfig::latency_sample_every) per thread (every
-//! call with a slow-call rule or a time window). No lock, no allocation.
+//! In the closed state a call without a window costs one atomic load of the state word and one of
+//! this thread's counter stripe to admit, one relaxed add on that stripe to record, and one load
+//! of the state word; a success that finds the consecutive count at 0 writes nothing shared. The
+//! clock is read for one call in
+//! [`latency_sample_every`](crate::CircuitBreakerConfig::latency_sample_every) of this breaker's
+//! (every call with a slow-call rule). No lock, no allocation.
 //!
 //! While the circuit is open, a rejection takes no lock either: it reads the kernel's coarse
 //! clock (about 3 ns) rather than the precise one (about 24 ns) while the break is more than two
 //! scheduler ticks from its end, wherever Tokio's time cannot be paused; see [`Clock`]
-//! for what that changes (only a rejection's `retry_after`, by at most a tick).
+//! for what that changes (only a rejection's `retry_after`, by at most a tick). The rejection
+//! carries the breaker's name inline (up to 23 bytes), so it touches no shared reference count.
 //!
 //! What makes a call cheap is also what the compiler can keep in registers: a permit is a
-//! reference and two words, the slow half of recording cannot unwind (so the caller's permit
-//! needs no stack copy for a landing pad), and the future of [`call`](CircuitBreaker::call) is
-//! written by hand so its `poll` inlines into the caller's.
+//! reference and two words, and the future of [`call`](CircuitBreaker::call) is written by hand
+//! so its `poll` inlines into the caller's. Nothing a caller's code does can abort the process
+//! from inside the breaker: the slow half of recording is a plain function, and a `tracing`
+//! subscriber that panics on a transition's event unwinds to the caller once the state has
+//! changed and every subscriber and waiter has heard.
 //!
 //! Memory is fixed when the breaker is built ([`size_in_bytes`](CircuitBreaker::size_in_bytes)).
-//! Measured on an x86-64 machine with two cores (4 counter stripes of 256 bytes):
+//! With 4 counter stripes of 256 bytes (what a machine with up to two cores gets):
 //!
 //! | configuration | bytes per breaker |
 //! |---|---|
-//! | default (consecutive failures only) | 1,985 |
-//! | with a 100-call count window | 2,085 (+1 byte a call) |
-//! | with a 60 s / 60-bucket time window | 2,945 (+16 bytes a bucket) |
+//! | default (consecutive failures only) | 2,049 |
+//! | with a 100-call count window | 2,149 (+1 byte a call) |
+//! | with a 60 s / 60-bucket time window | 3,489 (+24 bytes a bucket) |
 //!
 //! Counter stripes are twice the cores (at least 4, at most 64), so a machine with 32 cores spends
 //! 16 KiB on them. Two things come on top, when used: the buffer of 64 transitions behind
