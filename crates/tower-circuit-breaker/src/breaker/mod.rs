@@ -49,8 +49,10 @@
 //! # Cost and memory
 //!
 //! In the closed state a call without a window costs one atomic load of the state word and one of
-//! this thread's counter stripe to admit, one relaxed add on that stripe to record, and one load
-//! of the state word; a success that finds the consecutive count at 0 writes nothing shared. The
+//! this thread's counter stripe to admit, and to record, one load and one store on that stripe
+//! (a thread owns a stripe while there are stripes to own; threads beyond them share one, with an
+//! atomic add) and one load of the state word; a success that finds the consecutive count at 0
+//! writes nothing shared. The
 //! clock is read for one call in
 //! [`latency_sample_every`](crate::CircuitBreakerConfig::latency_sample_every) of this breaker's
 //! (every call with a slow-call rule). No lock, no allocation.
