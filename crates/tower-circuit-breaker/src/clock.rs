@@ -33,6 +33,10 @@
 //! one, judges that break on real time. Build the breaker inside the test, or use
 //! [`Clock::manual`], which is cheap to read and never uses the coarse clock.
 //!
+//! A time window picks the bucket of a call it does not otherwise time on the coarse clock too,
+//! under the same rule, when its buckets are at least ten ticks wide (the bucket is then right to
+//! within a tenth of its width); narrower buckets take the precise clock.
+//!
 //! # Example
 //!
 //! ```
@@ -132,6 +136,19 @@ impl Clock {
             return None;
         }
         Some(deadline - now + 2 * coarse::resolution())
+    }
+
+    /// Whether a time window with buckets `bucket_nanos` wide may pick them on the coarse clock:
+    /// where it may be used, for buckets of ten scheduler ticks or more (a tick off is then a
+    /// tenth of a bucket at most).
+    pub(crate) fn coarse_fits(&self, bucket_nanos: u64) -> bool {
+        matches!(
+            self.kind,
+            ClockKind::Tokio {
+                coarse_epoch: Some(_),
+                ..
+            }
+        ) && bucket_nanos >= 10 * coarse::resolution()
     }
 
     /// Nanoseconds since this clock was made, for a time window's buckets: the coarse clock where

@@ -59,10 +59,9 @@ pub struct CircuitBreakerConfig {
     /// What a call whose future was dropped before it finished counts as. Default: ignored.
     pub cancelled_calls: CancelledCalls,
     /// Latency is measured on one call in this many of this breaker's (1 measures every call):
-    /// a call is timed when the breaker's successes counted on the calling thread's counter
-    /// stripe are a multiple of it, so each breaker gets a fair sample of its own calls however
-    /// many breakers a thread calls, and calls while it fails without a success in between are
-    /// all timed. Reading the clock costs more than the rest of a closed-state call, so the
+    /// a call is timed when the breaker's successes and failures counted on the calling thread's
+    /// counter stripe add up to a multiple of it, so each breaker gets a fair sample of its own
+    /// calls however many breakers a thread calls. Reading the clock costs more than the rest of a closed-state call, so the
     /// default samples one call in 64 (a breaker at 100 calls a second still times about 90 a
     /// minute); rules that need every call's duration time every call whatever this says.
     pub latency_sample_every: u32,

@@ -89,6 +89,26 @@ fn panicking_subscriber_reproducer() {
     assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(last_reason(&breaker).kind(), "probe_cancelled");
     println!("caught: a probe dropped while its operation panicked");
+
+    // Admission itself moves the breaker to half-open, and the subscriber panics on that: the
+    // probe slot the call took goes back before the panic reaches the caller.
+    let time = ManualClock::new();
+    let config = CircuitBreakerConfig::default()
+        .failure_threshold(1)
+        .half_open_max_calls(1)
+        .break_duration(Duration::from_secs(10));
+    let admitting = self::breaker(config, &time);
+    admitting.try_acquire().unwrap().failure();
+    time.advance(Duration::from_secs(10));
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        tracing::subscriber::with_default(PanickingSubscriber, || {
+            let _probe = admitting.try_acquire();
+        });
+    }));
+    assert!(caught.is_err());
+    assert_eq!(admitting.metrics().half_open_in_flight, 0);
+    assert!(admitting.try_acquire().unwrap().is_probe());
+    println!("caught: an admission that moved to half-open");
 }
 
 #[test]
@@ -118,6 +138,10 @@ fn a_panicking_subscriber_unwinds_to_the_caller_and_never_aborts() {
     assert!(stdout.contains("caught: recording an outcome"), "{stdout}");
     assert!(
         stdout.contains("caught: a probe dropped while its operation panicked"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("caught: an admission that moved to half-open"),
         "{stdout}"
     );
 }
@@ -198,6 +222,10 @@ fn a_hung_probe_reopens_from_its_deadline_whoever_looks_later() {
             "break_elapsed"
         ]
     );
+    // Their wall-clock times are set back as well: the reopen ten seconds before the half-open.
+    let recent = breaker.recent_transitions();
+    let gap = recent[3].at.duration_since(recent[2].at).unwrap();
+    assert!(gap >= Duration::from_secs(10), "{gap:?}");
     drop(hung);
     probe.success();
     assert_eq!(breaker.state(), CircuitState::Closed);
@@ -329,6 +357,49 @@ async fn a_call_while_still_open_says_how_long_is_left_now() {
     let rejection = error.downcast_ref::<CircuitOpen>().unwrap();
     assert_eq!(rejection.retry_after(), Some(Duration::from_secs(6)));
     assert_eq!(breaker.metrics().rejected_open, 1);
+}
+
+/// An inner service that is never ready.
+#[derive(Clone)]
+struct NeverReady;
+
+impl Service<u32> for NeverReady {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<u32, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Pending
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        std::future::ready(Ok(request))
+    }
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_go_ahead_counts_once_and_gives_its_probe_slot_back() {
+    let time = ManualClock::new();
+    let config = CircuitBreakerConfig::default()
+        .failure_threshold(1)
+        .half_open_max_calls(1)
+        .cancelled_calls(CancelledCalls::Failure)
+        .break_duration(Duration::from_secs(10));
+    let breaker = breaker(config, &time);
+    breaker.try_acquire().unwrap().failure();
+    let mut service = CircuitBreakerLayer::new(breaker.clone()).layer(NeverReady);
+    assert!(matches!(poll_ready(&mut service), Poll::Ready(Ok(()))));
+    // The break ends, the breaker would admit a probe, but the inner service is not ready.
+    time.advance(Duration::from_secs(10));
+    let error = service.call(1).await.unwrap_err();
+    let open = error.downcast_ref::<CircuitOpen>().unwrap();
+    assert_eq!(open.retry_after(), Some(Duration::ZERO));
+    let metrics = breaker.metrics();
+    assert_eq!(metrics.state, CircuitState::HalfOpen, "not reopened");
+    assert_eq!(metrics.half_open_in_flight, 0);
+    assert_eq!(metrics.cancelled_calls, 0);
+    assert_eq!(metrics.rejected_open, 1);
+    assert!(breaker.try_acquire().unwrap().is_probe());
 }
 
 // ===== one word for one outcome =====

@@ -211,6 +211,8 @@ pub(crate) struct Shared {
     sampling: Sampling,
     /// Whether recording a closed call needs the time (a time window does).
     record_needs_clock: bool,
+    /// Whether the time window's buckets are wide enough to be picked on the coarse clock.
+    window_coarse: bool,
 }
 
 /// The rate rules, judged on the window after a failure or a slow call.
@@ -326,6 +328,12 @@ impl Shared {
             open_gate: AtomicU64::new(0),
             half_open_timeout_nanos: duration_nanos(config.half_open_timeout),
             record_needs_clock: window.as_ref().is_some_and(Window::needs_clock),
+            window_coarse: config.window().is_some_and(|(window, _)| match window {
+                SlidingWindow::Time { duration, buckets } => {
+                    clock.coarse_fits(duration_nanos(duration) / u64::from(buckets.max(1)))
+                }
+                SlidingWindow::Calls(_) => false,
+            }),
             time_every_call: config.slow_call.is_some(),
             sampling: Sampling::every(config.latency_sample_every),
             rules: RateRules::new(&config),
@@ -403,7 +411,31 @@ impl Shared {
 
     #[inline(never)]
     fn admit_locked(&self, now: u64) -> Result<Ticket, Rejection> {
-        self.with_lock(|guard| guard.admit(now))
+        let (admitted, panicked) = self.with_lock_caught(|guard| guard.admit(now));
+        if let Some(payload) = panicked {
+            // The call will not happen: its probe slot, if it took one, goes back first.
+            if let Ok(ticket) = admitted {
+                self.release(ticket);
+            }
+            std::panic::resume_unwind(payload);
+        }
+        admitted
+    }
+
+    /// Gives back an admitted call that was never made: frees its probe slot, if it holds one,
+    /// and counts nothing.
+    pub(crate) fn release(&self, ticket: Ticket) {
+        if let Some(slot) = ticket.probe() {
+            let ended = ProbeEnd {
+                admitted: ticket.admitted(),
+                slot,
+                started: ticket.started,
+                effect: Effect::Neutral,
+                count: Count::Ignored,
+            };
+            let now = self.clock.now_nanos();
+            self.with_lock(|guard| guard.finish_probe(ended, now));
+        }
     }
 
     /// For a word that says open: `Ok(time left)` while the break runs, or `Err(now)` once it is
@@ -555,7 +587,7 @@ impl Shared {
         if let Some(window) = &self.window {
             let slow = elapsed.is_some_and(|elapsed| elapsed >= self.rules.slow_nanos);
             let window_now =
-                read_now.or_else(|| self.record_needs_clock.then(|| self.clock.window_nanos()));
+                read_now.or_else(|| self.record_needs_clock.then(|| self.window_now()));
             self.record_in_window(
                 window,
                 ticket.admitted(),
@@ -564,6 +596,15 @@ impl Shared {
                 window_now,
                 read_now,
             );
+        }
+    }
+
+    /// The time a time window files a call under that has no time of its own.
+    fn window_now(&self) -> u64 {
+        if self.window_coarse {
+            self.clock.window_nanos()
+        } else {
+            self.clock.now_nanos()
         }
     }
 
@@ -740,6 +781,19 @@ impl Shared {
     // ===== the lock =====
 
     fn with_lock<R>(&self, f: impl FnOnce(&mut Guard<'_>) -> R) -> R {
+        let (result, panicked) = self.with_lock_caught(f);
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
+        }
+        result
+    }
+
+    /// [`with_lock`](Self::with_lock), handing back a panic of a `tracing` subscriber instead of
+    /// going on with it, for a caller that must put something right first.
+    fn with_lock_caught<R>(
+        &self,
+        f: impl FnOnce(&mut Guard<'_>) -> R,
+    ) -> (R, Option<Box<dyn std::any::Any + Send>>) {
         let mut announce = Announce::default();
         let result = {
             let mut locked = lock(&self.locked);
@@ -749,22 +803,25 @@ impl Shared {
                 announce: &mut announce,
             })
         };
-        if announce.wake || !announce.transitions.is_empty() {
-            self.publish(&announce);
-        }
-        result
+        let panicked = if announce.wake || !announce.transitions.is_empty() {
+            self.publish(&announce)
+        } else {
+            None
+        };
+        (result, panicked)
     }
 
     /// Tells the world about transitions made under the lock, once it is released: subscribers
     /// and `ready()` waiters first, then a `tracing` event each.
     ///
     /// A `tracing` subscriber is the user's code: if it panics, the state has changed already,
-    /// every subscriber and waiter has heard, and the panic goes on to the caller once every event
-    /// has been tried. While the thread is already unwinding (the call's own panic dropped its
-    /// permit, and that ended a probe), a second panic would abort the process: it is dropped.
+    /// every subscriber and waiter has heard, and the panic is handed back, to go on to the
+    /// caller once every event has been tried. While the thread is already unwinding (the call's
+    /// own panic dropped its permit, and that ended a probe), a second panic would abort the
+    /// process: it is dropped.
     #[cold]
     #[inline(never)]
-    fn publish(&self, announce: &Announce) {
+    fn publish(&self, announce: &Announce) -> Option<Box<dyn std::any::Any + Send>> {
         for transition in &announce.transitions {
             // No subscriber is not an error.
             if let Some(also_to) = &self.also_to {
@@ -782,11 +839,7 @@ impl Shared {
                 panicked.get_or_insert(payload);
             }
         }
-        if let Some(payload) = panicked {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(payload);
-            }
-        }
+        panicked.filter(|_| !std::thread::panicking())
     }
 }
 
@@ -838,7 +891,7 @@ impl Guard<'_> {
                     let reason = TransitionReason::BreakElapsed {
                         break_duration: self.locked.break_duration,
                     };
-                    self.transition(current, HALF_OPEN, reason, until);
+                    self.transition_dated(current, HALF_OPEN, reason, until, now - until);
                 }
                 HALF_OPEN => {
                     let Some(deadline) = self.earliest_probe_deadline() else {
@@ -852,7 +905,7 @@ impl Guard<'_> {
                         timeout: self.shared.config.half_open_timeout,
                     };
                     // Probes empty on this transition, so the loop ends after at most one more.
-                    self.transition(current, OPEN, reason, deadline);
+                    self.transition_dated(current, OPEN, reason, deadline, now - deadline);
                 }
                 _ => return,
             }
@@ -1025,6 +1078,19 @@ impl Guard<'_> {
     /// Moves from the state in `from` to `to`, starting a new generation. Returning to the same
     /// state (a reset of a closed breaker) clears the counts but announces nothing.
     fn transition(&mut self, from: u64, to: u64, reason: TransitionReason, now: u64) {
+        self.transition_dated(from, to, reason, now, 0);
+    }
+
+    /// A transition dated `now` (clock nanoseconds) that is made `late` nanoseconds after it:
+    /// its wall-clock time is set back as far.
+    fn transition_dated(
+        &mut self,
+        from: u64,
+        to: u64,
+        reason: TransitionReason,
+        now: u64,
+        late: u64,
+    ) {
         let generation = word::next_generation(from);
         if to == OPEN {
             let pause = self.next_break(from);
@@ -1056,7 +1122,9 @@ impl Guard<'_> {
         if from == to {
             return;
         }
-        let at = SystemTime::now();
+        let at = SystemTime::now()
+            .checked_sub(Duration::from_nanos(late))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         self.locked.last_change = Some(at);
         self.locked.last_reason = Some(reason);
         self.locked.transitions.bump(from, to);

@@ -7,10 +7,10 @@
 //! and count there with atomic adds. A snapshot adds the stripes up. Counters never go down, and none wraps: the counts are 64-bit
 //! (a million calls a second for 500,000 years), and the latency sum carries into a second word.
 //!
-//! Latency sampling is per breaker: a call is timed when the successes on its stripe are a
-//! multiple of `latency_sample_every`, so a thread that calls many breakers times one success in
-//! `latency_sample_every` of each, and a run of failures (which leaves the count where it is) is
-//! timed throughout. Deciding it costs one load of a counter the call writes anyway.
+//! Latency sampling is per breaker: a call is timed when the successes and failures on its
+//! stripe add up to a multiple of `latency_sample_every`, so a thread that calls many breakers
+//! times one call in `latency_sample_every` of each, failing or not. Deciding it costs two loads
+//! of a line the call writes anyway.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -371,7 +371,9 @@ impl Counters {
         if cfg!(loom) {
             return sampling.multiplier == 0;
         }
-        self.stripe(stripe_index())
-            .is_some_and(|stripe| sampling.picks(stripe.successes.load(Relaxed)))
+        self.stripe(stripe_index()).is_some_and(|stripe| {
+            let ended = stripe.successes.load(Relaxed) + stripe.failures.load(Relaxed);
+            sampling.picks(ended)
+        })
     }
 }

@@ -70,6 +70,15 @@ impl<B: Borrow<CircuitBreaker>> Permit<B> {
         self.ticket.generation()
     }
 
+    /// Gives the permit back unused, for a call that was never made: frees its probe slot, if it
+    /// holds one, and counts nothing.
+    pub(crate) fn release(mut self) {
+        if self.ticket.is_live() {
+            let ticket = self.ticket.spend();
+            self.breaker.borrow().shared.release(ticket);
+        }
+    }
+
     #[inline]
     fn end(&mut self, ending: Ending) {
         if self.ticket.is_live() {

@@ -206,16 +206,20 @@ struct BucketStart {
 }
 
 impl BucketStart {
-    /// Release: a reader that sees a start also sees running totals at least as large.
+    /// Release: a reader that sees a start also sees running totals at least as large. The calls
+    /// last, and read first (`get`): a reader that sees the new calls sees the new failures and
+    /// slow calls too, so a start read while a move rewrites it has its failures from no earlier
+    /// than its calls, which can only leave failures out of the window, never add some.
     fn set(&self, totals: Totals) {
-        self.calls.store(totals.calls, Ordering::Release);
         self.failures.store(totals.failures, Ordering::Release);
         self.slow.store(totals.slow, Ordering::Release);
+        self.calls.store(totals.calls, Ordering::Release);
     }
 
     fn get(&self) -> Totals {
+        let calls = self.calls.load(Ordering::Acquire);
         Totals {
-            calls: self.calls.load(Ordering::Acquire),
+            calls,
             failures: self.failures.load(Ordering::Acquire),
             slow: self.slow.load(Ordering::Acquire),
         }
@@ -320,9 +324,9 @@ impl TimeWindow {
 
     /// The running totals. The calls first: every call counted here has its failure and slowness
     /// counted too. A call being recorded at this moment may have its failure in and its call not
-    /// yet: a bucket start taken then leaves that one failure out of the window (the counters are
-    /// separate words, so the three are not read at one instant; the window's rate can trail by
-    /// the calls in flight at a bucket move or a clear, and is never above the truth).
+    /// yet (the counters are separate words, not read at one instant): a bucket start taken then
+    /// leaves that failure out of the window, and a window read then counts it a moment early.
+    /// Either is off by at most the calls being recorded at that moment.
     fn now_totals(&self) -> Totals {
         let calls = self.calls.load(Ordering::Acquire);
         Totals {

@@ -199,11 +199,11 @@ impl<S, C> CircuitBreakerService<S, C> {
                 ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
             }
             Poll::Ready(Err(error)) => {
-                drop(permit);
+                permit.release();
                 ResponseFuture::rejected(error.into())
             }
             Poll::Pending => {
-                drop(permit);
+                permit.release();
                 let rejection = self.handle.retry_now();
                 ResponseFuture::rejected(rejection.into_error())
             }
