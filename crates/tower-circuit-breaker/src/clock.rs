@@ -73,11 +73,9 @@ pub struct Clock {
 enum ClockKind {
     Tokio {
         epoch: tokio::time::Instant,
-        /// Whether the coarse clock may judge breaks (see the module docs): made outside a
-        /// current-thread runtime.
-        coarse: bool,
-        /// The coarse clock when `epoch` was read, for [`Clock::window_nanos`]; `None` when
-        /// there is no coarse clock, or it may not be used.
+        /// The coarse clock when `epoch` was read; `None` when there is no coarse clock, or it
+        /// may not be used (the clock was made inside a current-thread runtime; see the module
+        /// docs).
         coarse_epoch: Option<u64>,
     },
     Manual(ManualClock),
@@ -88,12 +86,10 @@ impl Clock {
     ///
     /// Readable outside a runtime (it then reads the system's monotonic clock).
     pub fn tokio() -> Self {
-        let coarse = coarse::usable_here();
         Self {
             kind: ClockKind::Tokio {
-                coarse_epoch: coarse.then(coarse::now).flatten(),
+                coarse_epoch: coarse::usable_here().then(coarse::now).flatten(),
                 epoch: tokio::time::Instant::now(),
-                coarse,
             },
         }
     }
@@ -109,7 +105,7 @@ impl Clock {
     /// nanoseconds) is certainly not over; 0 if the coarse clock cannot be used (see the module
     /// docs).
     pub(crate) fn coarse_deadline(&self, until: u64) -> u64 {
-        if !matches!(self.kind, ClockKind::Tokio { coarse: true, .. }) || !coarse::usable_here() {
+        if !self.has_coarse() || !coarse::usable_here() {
             return 0;
         }
         // Coarse first, precise second: the coarse reading is not ahead of the precise one, so
@@ -142,13 +138,18 @@ impl Clock {
     /// where it may be used, for buckets of ten scheduler ticks or more (a tick off is then a
     /// tenth of a bucket at most).
     pub(crate) fn coarse_fits(&self, bucket_nanos: u64) -> bool {
+        self.has_coarse() && bucket_nanos >= 10 * coarse::resolution()
+    }
+
+    /// Whether this clock may use the coarse clock at all.
+    fn has_coarse(&self) -> bool {
         matches!(
             self.kind,
             ClockKind::Tokio {
                 coarse_epoch: Some(_),
                 ..
             }
-        ) && bucket_nanos >= 10 * coarse::resolution()
+        )
     }
 
     /// Nanoseconds since this clock was made, for a time window's buckets: the coarse clock where

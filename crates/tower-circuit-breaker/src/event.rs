@@ -255,10 +255,13 @@ impl fmt::Display for Human {
         }
         if ms < 10 * MS_PER_S {
             // Seconds with the milliseconds, trailing zeros left out: 1.5s, 2s, 1.234s.
-            let fraction = format!("{:03}", ms % MS_PER_S);
-            let fraction = fraction.trim_end_matches('0');
-            let dot = if fraction.is_empty() { "" } else { "." };
-            return write!(f, "{}{dot}{fraction}s", ms / MS_PER_S);
+            let (seconds, fraction) = (ms / MS_PER_S, ms % MS_PER_S);
+            return match (fraction % 100, fraction % 10) {
+                _ if fraction == 0 => write!(f, "{seconds}s"),
+                (0, _) => write!(f, "{seconds}.{}s", fraction / 100),
+                (_, 0) => write!(f, "{seconds}.{:02}s", fraction / 10),
+                _ => write!(f, "{seconds}.{fraction:03}s"),
+            };
         }
         let tenths = (self.0.as_nanos() + 50_000_000) / 100_000_000;
         let (hours, minutes, seconds) = (tenths / 36_000, tenths / 600 % 60, tenths % 600);
@@ -293,6 +296,8 @@ mod tests {
             (Duration::from_nanos(250_400_000), "250ms"),
             (Duration::from_millis(1_500), "1.5s"),
             (Duration::from_millis(1_234), "1.234s"),
+            (Duration::from_millis(1_050), "1.05s"),
+            (Duration::from_millis(1_007), "1.007s"),
             (Duration::from_millis(9_999), "9.999s"),
             (Duration::from_millis(10_000), "10s"),
             (Duration::from_millis(12_345), "12.3s"),

@@ -141,6 +141,14 @@ enum Effect {
     Neutral,
 }
 
+/// Which clock a time window picks an untimed call's bucket by.
+#[derive(Debug, Clone, Copy)]
+enum WindowClock {
+    /// Buckets at least ten scheduler ticks wide, on a clock that may use the coarse clock.
+    Coarse,
+    Precise,
+}
+
 /// A probe's end, for `Guard::finish_probe`.
 #[derive(Debug, Clone, Copy)]
 struct ProbeEnd {
@@ -152,6 +160,19 @@ struct ProbeEnd {
     effect: Effect,
     /// How it was counted, for the reason's wording.
     count: Count,
+}
+
+impl ProbeEnd {
+    /// The end of `ticket`'s call, if it is a probe.
+    fn of(ticket: Ticket, effect: Effect, count: Count) -> Option<Self> {
+        ticket.probe().map(|slot| Self {
+            admitted: ticket.admitted(),
+            slot,
+            started: ticket.started,
+            effect,
+            count,
+        })
+    }
 }
 
 /// What the state allows now (see `Guard::verdict`).
@@ -209,10 +230,8 @@ pub(crate) struct Shared {
     time_every_call: bool,
     /// Which other calls are timed (`latency_sample_every`).
     sampling: Sampling,
-    /// Whether recording a closed call needs the time (a time window does).
-    record_needs_clock: bool,
-    /// Whether the time window's buckets are wide enough to be picked on the coarse clock.
-    window_coarse: bool,
+    /// The clock a time window files an untimed call under; `None` without a time window.
+    window_clock: Option<WindowClock>,
 }
 
 /// The rate rules, judged on the window after a failure or a slow call.
@@ -327,13 +346,16 @@ impl Shared {
             open_until: AtomicU64::new(0),
             open_gate: AtomicU64::new(0),
             half_open_timeout_nanos: duration_nanos(config.half_open_timeout),
-            record_needs_clock: window.as_ref().is_some_and(Window::needs_clock),
-            window_coarse: config.window().is_some_and(|(window, _)| match window {
-                SlidingWindow::Time { duration, buckets } => {
-                    clock.coarse_fits(duration_nanos(duration) / u64::from(buckets.max(1)))
-                }
-                SlidingWindow::Calls(_) => false,
-            }),
+            window_clock: window
+                .as_ref()
+                .and_then(Window::bucket_nanos)
+                .map(|bucket| {
+                    if clock.coarse_fits(bucket) {
+                        WindowClock::Coarse
+                    } else {
+                        WindowClock::Precise
+                    }
+                }),
             time_every_call: config.slow_call.is_some(),
             sampling: Sampling::every(config.latency_sample_every),
             rules: RateRules::new(&config),
@@ -425,14 +447,7 @@ impl Shared {
     /// Gives back an admitted call that was never made: frees its probe slot, if it holds one,
     /// and counts nothing.
     pub(crate) fn release(&self, ticket: Ticket) {
-        if let Some(slot) = ticket.probe() {
-            let ended = ProbeEnd {
-                admitted: ticket.admitted(),
-                slot,
-                started: ticket.started,
-                effect: Effect::Neutral,
-                count: Count::Ignored,
-            };
+        if let Some(ended) = ProbeEnd::of(ticket, Effect::Neutral, Count::Ignored) {
             let now = self.clock.now_nanos();
             self.with_lock(|guard| guard.finish_probe(ended, now));
         }
@@ -461,37 +476,27 @@ impl Shared {
     /// Whether a call would be admitted now, without admitting it or counting anything: what a
     /// service's `poll_ready` asks.
     #[inline]
-    pub(crate) fn peek(&self) -> Result<(), Rejection> {
+    pub(crate) fn peek(&self) -> bool {
         let word = self.word.load(Ordering::Acquire);
         if word::admits_freely(word) {
-            Ok(())
+            true
         } else {
             self.peek_slow(word)
         }
     }
 
+    /// `peek` outside closed and disabled. Builds no rejection: `call` judges again and makes the
+    /// one the caller gets.
     #[cold]
-    fn peek_slow(&self, word: u64) -> Result<(), Rejection> {
+    fn peek_slow(&self, word: u64) -> bool {
         let now = match word::tag(word) {
             OPEN => match self.open_for() {
-                Ok(left) => return Err(self.open_rejection(Some(left))),
+                Ok(_) => return false,
                 Err(now) => now,
             },
             _ => self.clock.now_nanos(),
         };
-        self.with_lock(|guard| match guard.verdict(now) {
-            Verdict::Admit(_) | Verdict::Probe(_) => Ok(()),
-            Verdict::Open(until) => Err(self.open_rejection(retry_after(until, now))),
-            Verdict::Full => Err(self.full_rejection()),
-        })
-    }
-
-    /// Counts a rejection found by [`peek`](Self::peek) and handed to a caller.
-    pub(crate) fn count_rejection(&self, rejection: &Rejection) {
-        self.counters.add(match rejection {
-            Rejection::Open(_) => Count::RejectedOpen,
-            Rejection::HalfOpenFull(_) => Count::RejectedHalfOpen,
-        });
+        self.with_lock(|guard| matches!(guard.verdict(now), Verdict::Admit(_) | Verdict::Probe(_)))
     }
 
     fn open_rejection(&self, retry_after: Option<u64>) -> Rejection {
@@ -501,7 +506,7 @@ impl Shared {
         ))
     }
 
-    fn reject_open(&self, retry_after: Option<u64>) -> Rejection {
+    pub(crate) fn reject_open(&self, retry_after: Option<u64>) -> Rejection {
         self.counters.add(Count::RejectedOpen);
         self.open_rejection(retry_after)
     }
@@ -561,14 +566,7 @@ impl Shared {
                 .add_latency_at(stripe, Duration::from_nanos(elapsed));
         }
 
-        if let Some(slot) = ticket.probe() {
-            let ended = ProbeEnd {
-                admitted: ticket.admitted(),
-                slot,
-                started: ticket.started,
-                effect,
-                count,
-            };
+        if let Some(ended) = ProbeEnd::of(ticket, effect, count) {
             self.with_lock(|guard| guard.finish_probe(ended, now));
             return;
         }
@@ -587,7 +585,7 @@ impl Shared {
         if let Some(window) = &self.window {
             let slow = elapsed.is_some_and(|elapsed| elapsed >= self.rules.slow_nanos);
             let window_now =
-                read_now.or_else(|| self.record_needs_clock.then(|| self.window_now()));
+                read_now.or_else(|| self.window_clock.map(|clock| self.window_now(clock)));
             self.record_in_window(
                 window,
                 ticket.admitted(),
@@ -600,11 +598,10 @@ impl Shared {
     }
 
     /// The time a time window files a call under that has no time of its own.
-    fn window_now(&self) -> u64 {
-        if self.window_coarse {
-            self.clock.window_nanos()
-        } else {
-            self.clock.now_nanos()
+    fn window_now(&self, clock: WindowClock) -> u64 {
+        match clock {
+            WindowClock::Coarse => self.clock.window_nanos(),
+            WindowClock::Precise => self.clock.now_nanos(),
         }
     }
 

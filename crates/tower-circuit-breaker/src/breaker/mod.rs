@@ -327,19 +327,14 @@ impl CircuitBreaker {
 
     /// Whether a call would be admitted now; admits and counts nothing (what `poll_ready` asks).
     #[inline]
-    pub(crate) fn peek(&self) -> Result<(), Rejection> {
+    pub(crate) fn peek(&self) -> bool {
         self.shared.peek()
     }
 
     /// A rejection for a call the breaker would admit but that cannot go ahead now (its
     /// service is not ready at once): open with a `retry_after` of zero, counted as one.
     pub(crate) fn retry_now(&self) -> Rejection {
-        let rejection = Rejection::Open(crate::CircuitOpen::new(
-            self.shared.short_name.clone(),
-            Some(std::time::Duration::ZERO),
-        ));
-        self.shared.count_rejection(&rejection);
-        rejection
+        self.shared.reject_open(Some(0))
     }
 
     /// A snapshot of the breaker's state and counters.

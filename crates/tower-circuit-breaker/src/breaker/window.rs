@@ -28,8 +28,13 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    pub(crate) fn needs_clock(&self) -> bool {
-        matches!(self, Self::Time(_))
+    /// A time window's bucket width in clock nanoseconds; `None` for a count window, which
+    /// needs no time.
+    pub(crate) fn bucket_nanos(&self) -> Option<u64> {
+        match self {
+            Self::Count(_) => None,
+            Self::Time(window) => Some(window.bucket_nanos),
+        }
     }
 
     /// Adds one outcome and returns what the window holds after it (`None` while a time window

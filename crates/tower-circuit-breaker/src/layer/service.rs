@@ -126,7 +126,7 @@ where
                 self.readiness = Readiness::Unpolled;
             }
             match self.handle.peek() {
-                Ok(()) => {
+                true => {
                     if !matches!(self.readiness, Readiness::Unpolled) {
                         self.readiness = Readiness::Unpolled;
                     }
@@ -134,13 +134,13 @@ where
                     self.inner_ready = true;
                     return Poll::Ready(Ok(()));
                 }
-                Err(_) if self.backpressure => {
+                false if self.backpressure => {
                     self.inner_ready = false;
                     let breaker = self.handle.clone();
                     self.readiness =
                         Readiness::Waiting(Box::pin(async move { breaker.ready().await }));
                 }
-                Err(_) => {
+                false => {
                     self.inner_ready = false;
                     self.readiness = Readiness::Rejecting;
                     return Poll::Ready(Ok(()));
