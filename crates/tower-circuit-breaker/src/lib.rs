@@ -121,6 +121,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod fallback;
+pub mod keyed;
 pub mod layer;
 pub mod metrics;
 pub mod registry;
@@ -142,6 +143,7 @@ pub use config::{
 pub use error::{CircuitBreakerError, CircuitOpen, HalfOpenFull, Rejection};
 pub use event::{Transition, TransitionReason};
 pub use fallback::{FallbackLayer, FallbackService};
+pub use keyed::{KeyedBreakers, KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
 pub use registry::{CircuitBreakerRegistry, HealthStatus};

@@ -211,7 +211,8 @@ pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     /// The name again, as rejections carry it (inline when short).
     pub(crate) short_name: smol_str::SmolStr,
-    pub(crate) config: CircuitBreakerConfig,
+    /// Shared by breakers made from one template (a keyed layer's).
+    pub(crate) config: Arc<CircuitBreakerConfig>,
     pub(crate) clock: Clock,
     counters: Counters,
     locked: Mutex<Locked>,
@@ -301,14 +302,22 @@ struct Locked {
     probes: Box<[Option<u64>]>,
     probes_in_flight: u32,
     entered_at: u64,
-    last_change: Option<SystemTime>,
-    last_reason: Option<TransitionReason>,
-    transitions: TransitionCounts,
+    /// What the breaker remembers of its transitions: made on the first one, so the many breakers
+    /// that never change state (most of a keyed layer's) do not carry it.
+    history: Option<Box<History>>,
     /// Reopens from half-open since the circuit last closed: the break backoff's exponent.
     reopens: u32,
     /// The current (or last) break.
     break_duration: Duration,
-    /// The last few transitions, oldest first (allocated on the first transition).
+}
+
+/// A breaker's past transitions.
+#[derive(Default)]
+struct History {
+    last_change: Option<SystemTime>,
+    last_reason: Option<TransitionReason>,
+    transitions: TransitionCounts,
+    /// The last few transitions, oldest first.
     recent: VecDeque<Transition>,
 }
 
@@ -329,9 +338,10 @@ impl Shared {
     /// Builds the state; `config` must already be validated.
     pub(crate) fn new(
         name: Arc<str>,
-        config: CircuitBreakerConfig,
+        config: Arc<CircuitBreakerConfig>,
         clock: Clock,
         also_to: Option<broadcast::Sender<Transition>>,
+        counters: Counters,
     ) -> Self {
         let slots = config.half_open_max_calls as usize;
         let now = clock.now_nanos();
@@ -360,18 +370,15 @@ impl Shared {
             sampling: Sampling::every(config.latency_sample_every),
             rules: RateRules::new(&config),
             window,
-            counters: Counters::new(),
+            counters,
             locked: Mutex::new(Locked {
                 half_open_successes: 0,
                 probes: vec![None; slots].into_boxed_slice(),
                 probes_in_flight: 0,
                 entered_at: now,
-                last_change: None,
-                last_reason: None,
-                transitions: TransitionCounts::default(),
+                history: None,
                 reopens: 0,
                 break_duration: config.break_duration,
-                recent: VecDeque::new(),
             }),
             changed: Notify::new(),
             events: std::sync::OnceLock::new(),
@@ -390,17 +397,35 @@ impl Shared {
     }
 
     pub(crate) fn recent_transitions(&self) -> Vec<Transition> {
-        lock(&self.locked).recent.iter().cloned().collect()
+        lock(&self.locked)
+            .history
+            .as_ref()
+            .map(|history| history.recent.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Approximate heap and inline bytes of one breaker, for the docs.
+    /// The config is counted whole even when shared (as a keyed layer's breakers share theirs):
+    /// see [`size_in_bytes_shared_config`](Self::size_in_bytes_shared_config).
     pub(crate) fn size_in_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
+        self.size_in_bytes_shared_config() + std::mem::size_of::<CircuitBreakerConfig>()
+    }
+
+    /// As [`size_in_bytes`](Self::size_in_bytes), without the config this breaker shares.
+    pub(crate) fn size_in_bytes_shared_config(&self) -> usize {
+        let history = lock(&self.locked).history.as_ref().map_or(0, |history| {
+            std::mem::size_of::<History>()
+                + history.recent.capacity() * std::mem::size_of::<Transition>()
+        });
+        // The `Arc`'s two counts, the name's too.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<Self>()
             + self.counters.size_in_bytes()
             + self.config.half_open_max_calls as usize * std::mem::size_of::<Option<u64>>()
             + self.window.as_ref().map_or(0, Window::size_in_bytes)
+            + 2 * std::mem::size_of::<usize>()
             + self.name.len()
-            + lock(&self.locked).recent.capacity() * std::mem::size_of::<Transition>()
+            + history
     }
 
     // ===== admission =====
@@ -708,13 +733,16 @@ impl Shared {
         let (word, in_flight, entered_at, last_change, last_reason, transitions, break_duration) =
             self.with_lock(|guard| {
                 guard.tick(now);
+                let history = guard.locked.history.as_deref();
                 (
                     guard.word(),
                     guard.locked.probes_in_flight,
                     guard.locked.entered_at,
-                    guard.locked.last_change,
-                    guard.locked.last_reason,
-                    guard.locked.transitions,
+                    history.and_then(|history| history.last_change),
+                    history.and_then(|history| history.last_reason),
+                    history
+                        .map(|history| history.transitions)
+                        .unwrap_or_default(),
                     guard.locked.break_duration,
                 )
             });
@@ -1122,9 +1150,10 @@ impl Guard<'_> {
         let at = SystemTime::now()
             .checked_sub(Duration::from_nanos(late))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        self.locked.last_change = Some(at);
-        self.locked.last_reason = Some(reason);
-        self.locked.transitions.bump(from, to);
+        let history = self.locked.history.get_or_insert_with(Box::default);
+        history.last_change = Some(at);
+        history.last_reason = Some(reason);
+        history.transitions.bump(from, to);
         let transition = Transition {
             breaker: self.shared.name.clone(),
             from,
@@ -1133,10 +1162,10 @@ impl Guard<'_> {
             generation,
             at,
         };
-        if self.locked.recent.len() == RECENT_TRANSITIONS {
-            self.locked.recent.pop_front();
+        if history.recent.len() == RECENT_TRANSITIONS {
+            history.recent.pop_front();
         }
-        self.locked.recent.push_back(transition.clone());
+        history.recent.push_back(transition.clone());
         self.announce.transitions.push(transition);
     }
 }

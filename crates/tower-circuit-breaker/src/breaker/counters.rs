@@ -149,7 +149,15 @@ fn stripes_per_breaker() -> usize {
 
 impl Counters {
     pub(crate) fn new() -> Self {
-        let stripes = if cfg!(loom) { 1 } else { stripes_per_breaker() };
+        Self::with_stripes(if cfg!(loom) { 1 } else { stripes_per_breaker() })
+    }
+
+    /// The shared stripe alone: every thread counts on it with atomic adds.
+    pub(crate) fn one() -> Self {
+        Self::with_stripes(1)
+    }
+
+    fn with_stripes(stripes: usize) -> Self {
         Self {
             stripes: (0..stripes).map(|_| Stripe::new()).collect(),
         }
@@ -164,7 +172,14 @@ impl Counters {
     /// stripe, and the length is a power of two); `get` rather than indexing keeps a panic branch
     /// off the hot path, where it would make the caller keep its permit in memory for unwinding.
     fn stripe(&self, index: usize) -> Option<&Stripe> {
-        self.stripes.get(index & self.stripes.len().wrapping_sub(1))
+        self.stripes.get(self.wrap(index))
+    }
+
+    /// Stripe `index` wrapped to the number of stripes: a thread's own stripe in a breaker with
+    /// a stripe per thread, the shared stripe 0 in one with a single stripe.
+    #[inline]
+    fn wrap(&self, index: usize) -> usize {
+        index & self.stripes.len().wrapping_sub(1)
     }
 
     /// Adds `count` on this thread's stripe.
@@ -175,10 +190,12 @@ impl Counters {
     /// Adds `count` on stripe `index` (a thread's, from [`enter`]).
     #[inline]
     pub(crate) fn add_at(&self, index: usize, count: Count) {
-        let Some(stripe) = self.stripe(index) else {
+        let index = self.wrap(index);
+        let Some(stripe) = self.stripes.get(index) else {
             return;
         };
-        let owned = index & OWNED != 0;
+        // Stripe 0 is shared; any other is this thread's own.
+        let owned = index != 0;
         let counter = match count {
             Count::Success => &stripe.successes,
             Count::Failure => &stripe.failures,
@@ -264,11 +281,8 @@ fn bump(counter: &AtomicU64, owned: bool) {
     }
 }
 
-/// Set in a stripe index (above any stripe number, which is below 64) when the thread owns the
-/// stripe; masking the index to the number of stripes drops it.
-pub(crate) const OWNED: usize = 64;
-
-/// What a thread keeps: its stripe index (with `OWNED`), and `ASSIGNED` once it has one.
+/// What a thread keeps: its stripe index (0, the shared one, or one of its own), and `ASSIGNED`
+/// once it has one.
 const ASSIGNED: u64 = 1 << 63;
 
 thread_local! {
@@ -337,17 +351,17 @@ fn assign() -> u64 {
         registered.then_some(stripe)
     });
     match owned {
-        Some(stripe) => ASSIGNED | OWNED as u64 | stripe,
+        Some(stripe) => ASSIGNED | stripe,
         None => ASSIGNED,
     }
 }
 
-#[allow(clippy::cast_possible_truncation)] // 7 bits
+#[allow(clippy::cast_possible_truncation)] // 6 bits
 fn stripe_of(state: u64) -> usize {
-    (state & 0x7f) as usize
+    (state & 0x3f) as usize
 }
 
-/// This thread's stripe index, with `OWNED` if the thread owns the stripe.
+/// This thread's stripe index: its own stripe's, or 0 for the shared one.
 #[inline]
 pub(crate) fn stripe_index() -> usize {
     if cfg!(loom) {

@@ -131,6 +131,7 @@ use tokio::sync::broadcast;
 
 use self::call::Call;
 use self::core::{Outlook, Shared};
+use self::counters::Counters;
 pub use self::permit::{OwnedPermit, Permit};
 use crate::{
     CircuitBreakerConfig, CircuitBreakerError, CircuitMetrics, CircuitState, Classify, Clock,
@@ -167,15 +168,22 @@ impl CircuitBreaker {
     pub fn builder(name: impl Into<Arc<str>>) -> Builder {
         Builder {
             name: name.into(),
-            config: CircuitBreakerConfig::default(),
+            config: Arc::default(),
             clock: None,
             also_to: None,
+            one_stripe: false,
         }
     }
 
     fn from_parts(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
         Self {
-            shared: Arc::new(Shared::new(name, config, clock, None)),
+            shared: Arc::new(Shared::new(
+                name,
+                Arc::new(config),
+                clock,
+                None,
+                Counters::new(),
+            )),
         }
     }
 
@@ -235,6 +243,24 @@ impl CircuitBreaker {
         self.shared
             .admit()
             .map(|ticket| Permit::new(holder(), ticket))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) on the breaker `holder` borrows, with a permit that
+    /// keeps `holder`.
+    #[inline]
+    pub(crate) fn acquire_with<B: Borrow<Self>>(holder: B) -> Result<Permit<B>, Rejection> {
+        let admitted = holder.borrow().shared.admit();
+        admitted.map(|ticket| Permit::new(holder, ticket))
+    }
+
+    /// The name, as the breaker keeps it.
+    pub(crate) fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.shared.name)
+    }
+
+    /// How many handles to this breaker exist (clones of it, permits that own one).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
     }
 
     /// Runs `operation` through the breaker: `Err` is a failure, `Ok` a success.
@@ -406,15 +432,30 @@ impl fmt::Debug for CircuitBreaker {
 #[must_use = "a builder does nothing until built"]
 pub struct Builder {
     name: Arc<str>,
-    config: CircuitBreakerConfig,
+    config: Arc<CircuitBreakerConfig>,
     clock: Option<Clock>,
     also_to: Option<broadcast::Sender<Transition>>,
+    one_stripe: bool,
 }
 
 impl Builder {
     /// Uses `config` (default: [`CircuitBreakerConfig::default`]).
     pub fn config(mut self, config: CircuitBreakerConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// Uses a config shared with other breakers (a keyed layer's, made from one template).
+    pub(crate) fn shared_config(mut self, config: Arc<CircuitBreakerConfig>) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Counts on one counter line that every thread updates with atomic adds, rather than on a
+    /// line per thread: for breakers made by the thousand (one per host), each of which sees a
+    /// share of the traffic, it saves most of a breaker's memory.
+    pub(crate) fn one_stripe(mut self) -> Self {
+        self.one_stripe = true;
         self
     }
 
@@ -432,6 +473,23 @@ impl Builder {
         self
     }
 
+    /// Builds the breaker; the config must already be validated.
+    pub(crate) fn build_validated(self) -> CircuitBreaker {
+        CircuitBreaker {
+            shared: Arc::new(Shared::new(
+                self.name,
+                self.config,
+                self.clock.unwrap_or_default(),
+                self.also_to,
+                if self.one_stripe {
+                    Counters::one()
+                } else {
+                    Counters::new()
+                },
+            )),
+        }
+    }
+
     /// Validates the configuration and builds the breaker.
     ///
     /// # Errors
@@ -439,13 +497,6 @@ impl Builder {
     /// A [`ConfigError`] naming the first field that breaks its rule.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         self.config.validate()?;
-        Ok(CircuitBreaker {
-            shared: Arc::new(Shared::new(
-                self.name,
-                self.config,
-                self.clock.unwrap_or_default(),
-                self.also_to,
-            )),
-        })
+        Ok(self.build_validated())
     }
 }

@@ -1,3 +1,4 @@
+use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,33 +12,44 @@ use std::sync::Arc;
 use crate::{CircuitBreaker, Classify, Permit};
 
 pin_project! {
-    /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService): the inner
-    /// call with its permit, or a rejection. Dropping it unfinished releases the permit (the call
+    /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService) and
+    /// [`KeyedCircuitBreakerService`](crate::keyed::KeyedCircuitBreakerService): the inner call
+    /// with its permit, or a rejection. Dropping it unfinished releases the permit (the call
     /// counts as cancelled).
-    pub struct ResponseFuture<F, C> {
+    ///
+    /// `B` is how the permit holds its breaker: a shared handle, or a keyed breaker's
+    /// [`KeyedBreaker`](crate::keyed::KeyedBreaker), which keeps it from being evicted until the
+    /// call's outcome is recorded.
+    pub struct ResponseFuture<F, C, B = Arc<CircuitBreaker>>
+    where
+        B: Borrow<CircuitBreaker>,
+    {
         #[pin]
-        state: State<F, C>,
+        state: State<F, C, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, C> {
+    enum State<F, C, B>
+    where
+        B: Borrow<CircuitBreaker>,
+    {
         Rejected {
             error: Option<BoxError>,
         },
         Called {
             #[pin]
             future: F,
-            permit: Option<Permit<Arc<CircuitBreaker>>>,
+            permit: Option<Permit<B>>,
             classifier: C,
         },
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
+impl<F, C, B: Borrow<CircuitBreaker>> ResponseFuture<F, C, B> {
     #[inline]
-    pub(crate) fn called(future: F, permit: Permit<Arc<CircuitBreaker>>, classifier: C) -> Self {
+    pub(crate) fn called(future: F, permit: Permit<B>, classifier: C) -> Self {
         Self {
             state: State::Called {
                 future,
@@ -58,8 +70,9 @@ impl<F, C> ResponseFuture<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, C, B, T, E> Future for ResponseFuture<F, C, B>
 where
+    B: Borrow<CircuitBreaker>,
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     C: Classify<T, BoxError>,
@@ -87,7 +100,7 @@ where
     }
 }
 
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+impl<F, C, B: Borrow<CircuitBreaker>> fmt::Debug for ResponseFuture<F, C, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use super::file::{Format, LoadError, RegistryConfig, RegistryFile};
 use super::settings::{BreakerSettings, RegistrySettings};
 use super::snapshot::{BreakerSnapshot, RegistrySnapshot};
+use crate::keyed::{KeyedBreakers, KeyedBuilder};
 use crate::{CircuitBreaker, Clock, ConfigError, Transition};
 
 /// Transitions a registry-wide subscriber may fall behind by before it skips ahead.
@@ -26,6 +27,8 @@ struct Inner {
     settings: RegistrySettings,
     clock: Clock,
     breakers: RwLock<BTreeMap<Arc<str>, Entry>>,
+    /// Keyed groups made from this registry's settings, in the order they were made.
+    keyed: RwLock<Vec<KeyedBreakers>>,
     transitions: broadcast::Sender<Transition>,
     /// The periodic summary task, ended with the registry.
     summary: Mutex<Option<tokio::task::AbortHandle>>,
@@ -143,6 +146,7 @@ impl CircuitBreakerRegistry {
             inner: Arc::new(Inner {
                 clock,
                 breakers: RwLock::new(BTreeMap::new()),
+                keyed: RwLock::new(Vec::new()),
                 transitions: broadcast::channel(TRANSITION_CAPACITY).0,
                 summary: Mutex::new(None),
                 settings,
@@ -203,6 +207,49 @@ impl CircuitBreakerRegistry {
         Ok(breaker)
     }
 
+    /// Starts a [keyed group](crate::keyed) of breakers called `group`, one per key, made with
+    /// this registry's settings: its default settings for a key, a name's own settings for a key
+    /// of that name, its clock, its `enabled` switch and its [`subscribe`](Self::subscribe)
+    /// channel. [`KeyedBuilder::build`] adds the group to the registry, whose snapshot (so health
+    /// and metrics) then lists the group's breakers by key. The group's bound is its own
+    /// ([`KeyedBuilder::max_breakers`]), apart from the registry's.
+    pub fn keyed(&self, group: impl Into<Arc<str>>) -> KeyedBuilder {
+        KeyedBuilder::from_registry(
+            group.into(),
+            self.clone(),
+            self.inner.clock.clone(),
+            self.inner.transitions.clone(),
+        )
+    }
+
+    /// The keyed groups made from this registry, in the order they were made.
+    pub fn keyed_groups(&self) -> Vec<KeyedBreakers> {
+        self.inner
+            .keyed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn add_keyed(&self, keyed: KeyedBreakers) -> Result<(), ConfigError> {
+        let mut groups = self
+            .inner
+            .keyed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if groups.iter().any(|group| group.group() == keyed.group()) {
+            return Err(ConfigError::new(
+                "group",
+                format!(
+                    "the registry already has a keyed group called `{}`",
+                    keyed.group()
+                ),
+            ));
+        }
+        groups.push(keyed);
+        Ok(())
+    }
+
     /// Whether the breaker called `name` is critical for health; `None` for an unknown name.
     pub fn is_critical(&self, name: &str) -> Option<bool> {
         self.read().get(name).map(|entry| entry.critical)
@@ -242,14 +289,25 @@ impl CircuitBreakerRegistry {
             .map(|(name, entry)| (name.clone(), entry.clone()))
             .collect();
         let settings = &self.inner.settings;
+        let mut breakers: Vec<BreakerSnapshot> = entries
+            .into_iter()
+            .map(|(name, entry)| entry.snapshot(name))
+            .collect();
+        let keyed = self
+            .keyed_groups()
+            .iter()
+            .map(|group| {
+                let mut snapshot = group.snapshot();
+                breakers.append(&mut snapshot.breakers);
+                snapshot
+            })
+            .collect();
         RegistrySnapshot {
             enabled: settings.enabled,
             max_breakers: settings.max_breakers,
             auto_create: settings.auto_create,
-            breakers: entries
-                .into_iter()
-                .map(|(name, entry)| entry.snapshot(name))
-                .collect(),
+            breakers,
+            keyed,
         }
     }
 
@@ -310,13 +368,9 @@ impl Default for CircuitBreakerRegistry {
 
 impl Entry {
     fn snapshot(&self, name: Arc<str>) -> BreakerSnapshot {
-        BreakerSnapshot {
-            name,
-            critical: self.critical,
-            config: self.breaker.config().clone(),
-            metrics: self.breaker.metrics(),
-            recent_transitions: self.breaker.recent_transitions(),
-        }
+        let mut snapshot = BreakerSnapshot::of(&self.breaker, self.critical, None);
+        snapshot.name = name;
+        snapshot
     }
 }
 

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
-use crate::{CircuitBreakerConfig, CircuitMetrics, CircuitState, Transition};
+use crate::keyed::KeyedSnapshot;
+use crate::{CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState, Transition};
 
 /// Every breaker of a registry at one moment, by name. Serializes with these field names:
-/// `enabled`, `max_breakers`, `auto_create`, `breakers` (each a [`BreakerSnapshot`]).
+/// `enabled`, `max_breakers`, `auto_create`, `breakers` (each a [`BreakerSnapshot`]), `keyed`
+/// (each a [`KeyedSnapshot`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct RegistrySnapshot {
@@ -19,8 +21,12 @@ pub struct RegistrySnapshot {
     pub max_breakers: usize,
     /// Whether unknown names get a breaker on first use.
     pub auto_create: bool,
-    /// The breakers, by name.
+    /// The named breakers, by name, then the breakers of each [keyed group](crate::keyed) (named
+    /// by key, with their [`group`](BreakerSnapshot::group)).
     pub breakers: Vec<BreakerSnapshot>,
+    /// The keyed groups' own figures (their breakers are in `breakers`, so here each group's
+    /// `breakers` is empty).
+    pub keyed: Vec<KeyedSnapshot>,
 }
 
 impl RegistrySnapshot {
@@ -35,14 +41,16 @@ impl RegistrySnapshot {
     }
 }
 
-/// One breaker in a [`RegistrySnapshot`]. Serializes as `name`, `critical`, `health`, `config`
+/// One breaker in a [`RegistrySnapshot`]. Serializes as `name`, `group`, `critical`, `health`, `config`
 /// (as a config file writes it), `metrics` (see [`CircuitMetrics`]) and `recent_transitions`
 /// (oldest first).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerSnapshot {
-    /// The breaker's name.
+    /// The breaker's name; a keyed breaker's key.
     pub name: Arc<str>,
+    /// The [keyed group](crate::keyed) the breaker belongs to; `None` for a named breaker.
+    pub group: Option<Arc<str>>,
     /// Whether it being open makes the app unhealthy.
     pub critical: bool,
     /// Its settings.
@@ -54,6 +62,18 @@ pub struct BreakerSnapshot {
 }
 
 impl BreakerSnapshot {
+    /// Reads `breaker` now.
+    pub(crate) fn of(breaker: &CircuitBreaker, critical: bool, group: Option<Arc<str>>) -> Self {
+        Self {
+            name: breaker.shared_name(),
+            group,
+            critical,
+            config: breaker.config().clone(),
+            metrics: breaker.metrics(),
+            recent_transitions: breaker.recent_transitions(),
+        }
+    }
+
     /// What this breaker's state means for the app's health.
     pub fn health(&self) -> HealthStatus {
         HealthStatus::of(self.metrics.state, self.critical)
@@ -62,8 +82,9 @@ impl BreakerSnapshot {
 
 impl Serialize for BreakerSnapshot {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("BreakerSnapshot", 6)?;
+        let mut out = serializer.serialize_struct("BreakerSnapshot", 7)?;
         out.serialize_field("name", &self.name)?;
+        out.serialize_field("group", &self.group)?;
         out.serialize_field("critical", &self.critical)?;
         out.serialize_field("health", &self.health())?;
         out.serialize_field("config", &self.config)?;

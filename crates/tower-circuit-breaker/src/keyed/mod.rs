@@ -1,0 +1,103 @@
+//! One breaker per key (per host, per tenant), bounded in number.
+//!
+//! A client that talks to many hosts needs a breaker per host: one failing host must not open
+//! the circuit for the others. [`KeyedBreakers`] is such a group, and
+//! [`KeyedCircuitBreakerLayer`] puts it in a `tower` stack: each request goes through the
+//! breaker of its key, by default the host and port it is for ([`ByAuthority`], with the `http`
+//! feature), made from a template config on the key's first request.
+//!
+//! Keys come from the network, so their number is bounded
+//! ([`max_breakers`](KeyedBuilder::max_breakers), 1000 by default):
+//!
+//! - When the group is full, a new key takes the place of an **idle, closed** breaker: one with
+//!   no call in flight, not held elsewhere, not used since the eviction hand last passed it (the
+//!   clock algorithm, an approximation of least recently used; a key seen once goes before a
+//!   key seen again).
+//! - An **open, half-open or isolated** breaker is **never evicted**: evicting it would let the
+//!   traffic it holds back reach the failing host again. Nor is a breaker with a call in flight:
+//!   every call's outcome lands on the breaker its key had when the call began.
+//! - When nothing can be evicted, calls for new keys go through one shared **overflow** breaker
+//!   (named `<overflow>`), counted in [`overflowed_calls`](KeyedBreakers::overflowed_calls) and
+//!   logged at most once a minute. Memory never grows past the bound, and nothing panics.
+//! - A request **without a usable key** (no authority and no valid `Host` header, an empty one,
+//!   one longer than [`MAX_KEY_LEN`], bytes that are not a valid authority) goes through the
+//!   `<no key>` breaker.
+//!
+//! # Cost
+//!
+//! A call for a known key looks its breaker up in a concurrent hash map without a lock, pins it
+//! for the call (two atomic adds on the breaker's own line, one at each end) and then costs what
+//! a call through [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) costs. The first call for
+//! a key, and every call while the group is full and pinned, takes the group's insert lock.
+//!
+//! The map is [`papaya`]'s: its reads take no lock and write nothing shared (an epoch guard on
+//! a thread-local), which is what a map read on every call and written once per key wants.
+//! The others were set aside: `dashmap` takes a shard's read lock on every read, a shared write
+//! that two cores fight over; `moka` and `quick_cache` evict by their own rules (`moka` cannot
+//! be told never to evict an open breaker; `quick_cache` can pin entries, but grows past its
+//! capacity when all are pinned, where a bound must hold), so the bound and the eviction
+//! policy, which must know the breakers' states, are this module's own, on a plain map. Keys
+//! are hashed with `foldhash`, seeded at random per group, so keys chosen by an attacker
+//! cannot be made to collide.
+//!
+//! # Memory
+//!
+//! A key's breaker counts on one counter line for all threads, rather than one line per thread
+//! as a [`CircuitBreaker`](crate::CircuitBreaker) made alone does (a key sees a share of the
+//! traffic, so threads seldom meet on it), shares its group's config, and makes its transition
+//! history on its first transition. With the default config, a breaker for a 15-byte key takes
+//! about 690 bytes with its place in the map (measured with a counting allocator: see the
+//! benches' README), and about 500 more once it has changed state.
+//!
+//! # In a registry
+//!
+//! [`CircuitBreakerRegistry::keyed`](crate::CircuitBreakerRegistry::keyed) makes a group with
+//! the registry's settings (a name's own settings apply to a key of that name) and lists its
+//! breakers, by key, in the registry's snapshot, so in health and metrics. A key's breaker is
+//! never critical unless its settings say so: a failing host makes the app degraded.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{Service, ServiceExt};
+//! use tower_circuit_breaker::keyed::{KeyedBreakers, KeyedCircuitBreakerLayer};
+//! use tower_circuit_breaker::{CircuitBreakerConfig, CircuitState};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let hosts = KeyedBreakers::builder("hosts")
+//!     .template(CircuitBreakerConfig::default().failure_threshold(2))
+//!     .max_breakers(10_000)
+//!     .build()?;
+//!
+//! // Keyed by the first word of the request here; `KeyedCircuitBreakerLayer::new` keys HTTP
+//! // requests by their authority.
+//! let layer = KeyedCircuitBreakerLayer::with_key(hosts.clone(), |request: &String| {
+//!     request.split(' ').next().map(str::to_owned)
+//! });
+//! let mut client = tower::ServiceBuilder::new()
+//!     .layer(layer)
+//!     .service_fn(|request: String| async move {
+//!         if request.starts_with("down.example") { Err("connection refused") } else { Ok(request) }
+//!     });
+//!
+//! for _ in 0..2 {
+//!     let _ = client.ready().await?.call("down.example GET /".to_owned()).await;
+//! }
+//! assert_eq!(hosts.get(Some("down.example")).state(), CircuitState::Open);
+//! assert_eq!(client.ready().await?.call("up.example GET /".to_owned()).await?, "up.example GET /");
+//! assert_eq!(hosts.len(), 2);
+//! # Ok(())
+//! # }
+//! ```
+
+mod breakers;
+mod key;
+mod layer;
+
+pub use self::breakers::{KeyedBreaker, KeyedBreakers, KeyedBuilder, KeyedSnapshot, MAX_KEY_LEN};
+#[cfg(feature = "http")]
+pub use self::key::ByAuthority;
+pub use self::key::KeyFor;
+pub use self::layer::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
