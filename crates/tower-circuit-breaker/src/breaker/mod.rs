@@ -253,6 +253,12 @@ impl CircuitBreaker {
         admitted.map(|ticket| Permit::new(holder, ticket))
     }
 
+    /// Whether `self` and `other` are handles to one breaker (clones of each other), not just
+    /// breakers of one name.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The name, as the breaker keeps it.
     pub(crate) fn shared_name(&self) -> Arc<str> {
         Arc::clone(&self.shared.name)

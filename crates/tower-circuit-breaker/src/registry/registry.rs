@@ -10,7 +10,7 @@ use super::file::{Format, LoadError, RegistryConfig, RegistryFile};
 use super::settings::{BreakerSettings, RegistrySettings};
 use super::snapshot::{BreakerSnapshot, RegistrySnapshot};
 use crate::keyed::{KeyedBreakers, KeyedBuilder};
-use crate::{CircuitBreaker, Clock, ConfigError, Transition};
+use crate::{CircuitBreaker, CircuitState, Clock, ConfigError, Transition};
 
 /// Transitions a registry-wide subscriber may fall behind by before it skips ahead.
 const TRANSITION_CAPACITY: usize = 256;
@@ -420,7 +420,38 @@ async fn summarize(registry: Weak<Inner>, first: tokio::time::Instant, every: Du
             return;
         };
         let registry = CircuitBreakerRegistry { inner };
-        for breaker in registry.snapshot().breakers {
+        let snapshot = registry.snapshot();
+        // A keyed group's breakers can be thousands: one line for each group instead.
+        for group in &snapshot.keyed {
+            let count = |state| {
+                group
+                    .by_state
+                    .iter()
+                    .find(|(of, _)| *of == state)
+                    .map_or(0, |(_, count)| *count)
+            };
+            tracing::info!(
+                target: "tower_circuit_breaker::summary",
+                group = %group.group,
+                live = group.live,
+                max_breakers = group.max_breakers,
+                open = count(CircuitState::Open),
+                half_open = count(CircuitState::HalfOpen),
+                overflowed_calls = group.overflowed_calls,
+                evictions = group.evictions,
+                "keyed circuit breakers `{}`: {} of at most {} keys, {} open, {} half-open",
+                group.group,
+                group.live,
+                group.max_breakers,
+                count(CircuitState::Open),
+                count(CircuitState::HalfOpen),
+            );
+        }
+        for breaker in snapshot
+            .breakers
+            .into_iter()
+            .filter(|breaker| breaker.group.is_none())
+        {
             let metrics = &breaker.metrics;
             let window = metrics.window.unwrap_or_default();
             tracing::info!(
