@@ -70,20 +70,23 @@
 //! subscriber that panics on a transition's event unwinds to the caller once the state has
 //! changed and every subscriber and waiter has heard.
 //!
-//! Memory is fixed when the breaker is built ([`size_in_bytes`](CircuitBreaker::size_in_bytes)).
-//! With 4 counter stripes of 256 bytes (what a machine with up to two cores gets):
+//! Memory is fixed when the breaker is built ([`size_in_bytes`](CircuitBreaker::size_in_bytes)),
+//! but for what it learns on its first transition. With 4 counter stripes of 256 bytes (what a
+//! machine with up to two cores gets):
 //!
 //! | configuration | bytes per breaker |
 //! |---|---|
-//! | default (consecutive failures only) | 2,049 |
-//! | with a 100-call count window | 2,149 (+1 byte a call) |
-//! | with a 60 s / 60-bucket time window | 3,489 (+24 bytes a bucket) |
+//! | default (consecutive failures only) | 1,760 |
+//! | with a 100-call count window | 1,860 (+1 byte a call) |
+//! | with a 60 s / 60-bucket time window | 3,200 (+24 bytes a bucket) |
 //!
 //! Counter stripes are twice the cores (at least 4, at most 64), so a machine with 32 cores spends
-//! 16 KiB on them. Two things come on top, when used: the buffer of 64 transitions behind
-//! [`subscribe`](CircuitBreaker::subscribe), made on the first call to it, and the last ten
+//! 16 KiB on them. Three things come on top, when used: its transition counts and the last ten
 //! transitions kept for [`recent_transitions`](CircuitBreaker::recent_transitions), made on the
-//! first transition.
+//! first transition (720 bytes more once it has made two); and the buffer of 64 transitions
+//! behind [`subscribe`](CircuitBreaker::subscribe), made on the first call to it. A
+//! [keyed](crate::keyed) breaker, made by the thousand, has one counter stripe and shares its
+//! config with its group.
 //!
 //! Time-driven changes (a break that ended, a probe that overran) are applied whenever the breaker
 //! is used or looked at: by the next call, [`state`](CircuitBreaker::state),
