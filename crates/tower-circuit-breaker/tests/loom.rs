@@ -650,3 +650,35 @@ fn a_reset_racing_a_bucket_move_leaves_a_consistent_time_window() {
         assert_eq!(window_of(&breaker), (1, 0));
     });
 }
+
+/// A keyed breaker's eviction racing a call on it: the eviction never takes a breaker with a
+/// call in flight, and judges it with every finished call's outcome in view. The call fails and
+/// the threshold is one, so a breaker the call went through is open, and an open breaker is
+/// never evicted: if the eviction went ahead, the call must have found the breaker evicted and
+/// not run at all.
+#[test]
+fn an_eviction_racing_a_call_never_takes_the_breaker_the_call_went_through() {
+    use tower_circuit_breaker::keyed::pins::Pins;
+
+    loom::model(|| {
+        let (breaker, _clock) = breaker(config().failure_threshold(1));
+        let pins = Arc::new(Pins::new());
+        let caller = {
+            let (breaker, pins) = (breaker.clone(), Arc::clone(&pins));
+            thread::spawn(move || {
+                if !pins.pin() {
+                    return false;
+                }
+                breaker.try_acquire().expect("closed").failure();
+                pins.unpin();
+                true
+            })
+        };
+        let evicted = pins.evict_if(|| !breaker.state().is_failure_state());
+        let called = caller.join().expect("caller");
+        assert!(!(evicted && called), "evicted a breaker a call went through");
+        if !evicted {
+            assert!(pins.pin(), "a breaker kept must stay usable");
+        }
+    });
+}

@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use super::pins::Pins;
 use crate::registry::{BreakerSettings, BreakerSnapshot, CircuitBreakerRegistry};
 use crate::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Clock, ConfigError, Transition};
 
 /// The longest key a breaker is made for, in bytes: a DNS name (253) with a port. A longer key
 /// goes to the no-key breaker.
 pub const MAX_KEY_LEN: usize = 260;
-
-/// Set in a slot's pin count once it is evicted: no call can pin it from then on.
-const EVICTED: u64 = 1 << 63;
 
 /// How often the overflow is logged at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -52,8 +50,8 @@ struct Inner {
 struct Slot {
     breaker: CircuitBreaker,
     critical: bool,
-    /// Calls in flight on this breaker, plus [`EVICTED`] once it is evicted.
-    pins: AtomicU64,
+    /// Calls in flight on this breaker, and whether it was evicted.
+    pins: Pins,
     /// Used again since it was made or since the eviction hand last passed it (the clock
     /// algorithm's reference bit).
     used: AtomicBool,
@@ -288,19 +286,9 @@ impl Slot {
     /// Marks the slot evicted if no call is in flight on it, its breaker is closed or disabled,
     /// and nobody else holds the breaker.
     fn try_evict(&self) -> bool {
-        // Acquire: what the last call recorded is seen by the state check below.
-        if self
-            .pins
-            .compare_exchange(0, EVICTED, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        let idle = !self.breaker.state().is_failure_state() && self.breaker.handles() == 1;
-        if !idle {
-            self.pins.fetch_and(!EVICTED, Ordering::Relaxed);
-        }
-        idle
+        self.pins.evict_if(|| {
+            !self.breaker.state().is_failure_state() && self.breaker.handles() == 1
+        })
     }
 }
 
@@ -350,7 +338,7 @@ impl Slot {
         Self {
             breaker,
             critical,
-            pins: AtomicU64::new(0),
+            pins: Pins::new(),
             used: AtomicBool::new(false),
         }
     }
@@ -376,10 +364,7 @@ impl KeyedBreaker {
     /// Pins `slot` for a call, unless it was evicted.
     #[inline]
     fn pin(slot: &Arc<Slot>, mark_used: bool) -> Option<Self> {
-        // One modification order for the count: either this add comes first and the eviction's
-        // compare-exchange fails, or the eviction comes first and this sees `EVICTED`.
-        if slot.pins.fetch_add(1, Ordering::Relaxed) & EVICTED != 0 {
-            slot.pins.fetch_sub(1, Ordering::Relaxed);
+        if !slot.pins.pin() {
             return None;
         }
         if mark_used && !slot.used.load(Ordering::Relaxed) {
@@ -392,7 +377,7 @@ impl KeyedBreaker {
 
     /// The overflow and no-key breakers: never evicted.
     fn pin_special(slot: &Arc<Slot>) -> Self {
-        slot.pins.fetch_add(1, Ordering::Relaxed);
+        slot.pins.pin_always();
         Self {
             slot: Arc::clone(slot),
         }
@@ -412,8 +397,7 @@ impl KeyedBreaker {
 impl Drop for KeyedBreaker {
     #[inline]
     fn drop(&mut self) {
-        // Release: the call's outcome, recorded before, is seen by an eviction that finds 0.
-        self.slot.pins.fetch_sub(1, Ordering::Release);
+        self.slot.pins.unpin();
     }
 }
 

@@ -95,6 +95,10 @@
 mod breakers;
 mod key;
 mod layer;
+#[cfg(loom)]
+pub mod pins;
+#[cfg(not(loom))]
+mod pins;
 
 pub use self::breakers::{KeyedBreaker, KeyedBreakers, KeyedBuilder, KeyedSnapshot, MAX_KEY_LEN};
 #[cfg(feature = "http")]
