@@ -286,9 +286,8 @@ impl Slot {
     /// Marks the slot evicted if no call is in flight on it, its breaker is closed or disabled,
     /// and nobody else holds the breaker.
     fn try_evict(&self) -> bool {
-        self.pins.evict_if(|| {
-            !self.breaker.state().is_failure_state() && self.breaker.handles() == 1
-        })
+        self.pins
+            .evict_if(|| !self.breaker.state().is_failure_state() && self.breaker.handles() == 1)
     }
 }
 
