@@ -11,7 +11,7 @@
 //!   "checked_at": "2026-11-30T21:40:00.123456789Z",
 //!   "breakers": [
 //!     {
-//!       "name": "pgmq", "state": "open", "health": "unhealthy", "critical": true,
+//!       "name": "pgmq", "group": null, "state": "open", "health": "unhealthy", "critical": true,
 //!       "failure_rate": 1.0, "slow_call_rate": 0.0, "window_calls": null,
 //!       "consecutive_failures": 3, "total_calls": 3, "successful_calls": 0,
 //!       "failed_calls": 3, "rejected_calls": 12,
@@ -20,6 +20,14 @@
 //!         "reason": { "kind": "consecutive_failures", "failures": 3, "message": "3 consecutive failures" },
 //!         "generation": 1, "at": "2026-11-30T21:39:47.600000000Z" },
 //!       "recent_transitions": [ "... up to ten, oldest first, shaped as last_transition ..." ]
+//!     },
+//!     { "name": "api.example.com:443", "group": "hosts", "state": "open", "health": "degraded", "...": "..." }
+//!   ],
+//!   "keyed": [
+//!     {
+//!       "group": "hosts", "health": "degraded", "live": 12, "max_breakers": 1000,
+//!       "overflowed_calls": 0, "evictions": 3,
+//!       "by_state": { "closed": 13, "open": 1, "half_open": 0, "isolated": 0, "disabled": 0 }
 //!     }
 //!   ]
 //! }
@@ -29,6 +37,23 @@
 //! one (`window_calls` is then the calls in it), and over its whole life otherwise
 //! (`window_calls` is `null`). `retry_after_seconds` is the time left in the break while open,
 //! else `null`.
+//!
+//! # Keyed breakers
+//!
+//! The breakers of a [keyed group](tower_circuit_breaker::keyed) (one per host, per tenant)
+//! are entries of `breakers` like the named ones, after them: `name` is the key and `group`
+//! the group's name (`null` for a named breaker, so a key and a named breaker of the same
+//! name stay apart). They count for `status` by the same rules: a key's breaker is not
+//! critical unless its settings say so, so an open one makes the app `degraded`, still 200.
+//! Each group has its overflow breaker (`<overflow>`, the calls for new keys while the group is
+//! full) and its no-key breaker (`<no key>`) among its entries.
+//!
+//! `keyed` holds one entry per group ([`KeyedHealth`]), in the order the groups were made:
+//! the worst `health` of its breakers, `live` keys with a breaker of at most `max_breakers`,
+//! the calls sent to the overflow breaker while the group was full, the idle breakers evicted
+//! to make room, and `by_state`, its breakers in each state (the overflow and no-key breakers
+//! included, so the five add up to `live` + 2). A group of many keys makes a long `breakers`
+//! list; `keyed` is the short account of it.
 //!
 //! # Example
 //!
@@ -41,12 +66,24 @@
 //! let report = HealthReport::of(&registry);
 //! assert_eq!(report.status, HealthStatus::Healthy);
 //! assert_eq!(report.breakers[0].name.as_ref(), "cache");
+//!
+//! // A keyed group: one breaker per host. An open host's breaker makes the app degraded.
+//! let hosts = registry.keyed("hosts").build().unwrap();
+//! hosts.get(Some("api.example.com")).isolate();
+//! let report = HealthReport::of(&registry);
+//! assert_eq!(report.status, HealthStatus::Degraded);
+//! let host = report.breakers.iter().find(|b| b.group.as_deref() == Some("hosts")).unwrap();
+//! assert_eq!(host.name.as_ref(), "api.example.com");
+//! assert_eq!(report.keyed[0].live, 1);
+//! assert_eq!(report.keyed[0].by_state.isolated, 1);
+//! assert_eq!(report.keyed[0].health, HealthStatus::Degraded);
 //! ```
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use tower_circuit_breaker::keyed::KeyedSnapshot;
 use tower_circuit_breaker::registry::{BreakerSnapshot, CircuitBreakerRegistry, HealthStatus};
 use tower_circuit_breaker::{CircuitState, Transition};
 
@@ -59,16 +96,21 @@ pub struct HealthReport {
     /// When the report was made (RFC 3339, UTC).
     #[serde(with = "humantime_serde")]
     pub checked_at: SystemTime,
-    /// One entry per breaker, by name.
+    /// One entry per breaker: the named breakers by name, then each keyed group's breakers by
+    /// key.
     pub breakers: Vec<BreakerHealth>,
+    /// One entry per keyed group, in the order the groups were made.
+    pub keyed: Vec<KeyedHealth>,
 }
 
 /// One breaker in a [`HealthReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BreakerHealth {
-    /// The breaker's name.
+    /// The breaker's name; a keyed breaker's key.
     pub name: Arc<str>,
+    /// The keyed group the breaker belongs to; `None` (`null`) for a named breaker.
+    pub group: Option<Arc<str>>,
     /// Its state.
     pub state: CircuitState,
     /// What its state means for the app.
@@ -105,10 +147,103 @@ impl HealthReport {
     /// The report on every breaker of `registry`, now.
     pub fn of(registry: &CircuitBreakerRegistry) -> Self {
         let snapshot = registry.snapshot();
+        let breakers: Vec<BreakerHealth> =
+            snapshot.breakers.iter().map(BreakerHealth::from).collect();
+        let keyed = snapshot
+            .keyed
+            .iter()
+            .map(|group| KeyedHealth::of(group, &breakers))
+            .collect();
         Self {
             status: snapshot.health(),
             checked_at: SystemTime::now(),
-            breakers: snapshot.breakers.iter().map(BreakerHealth::from).collect(),
+            breakers,
+            keyed,
+        }
+    }
+}
+
+/// One keyed group in a [`HealthReport`]: its figures, next to its breakers' entries in
+/// [`HealthReport::breakers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct KeyedHealth {
+    /// The group's name.
+    pub group: Arc<str>,
+    /// The worst health of the group's breakers.
+    pub health: HealthStatus,
+    /// Keys with a breaker now.
+    pub live: usize,
+    /// The most keys with a breaker at once.
+    pub max_breakers: usize,
+    /// Calls for a new key sent to the overflow breaker while the group was full.
+    pub overflowed_calls: u64,
+    /// Idle breakers evicted to make room for new keys.
+    pub evictions: u64,
+    /// The group's breakers in each state, the overflow and no-key breakers included.
+    pub by_state: StateCounts,
+}
+
+impl KeyedHealth {
+    /// The entry of `group`, whose breakers are among `breakers` (by their `group`).
+    fn of(group: &KeyedSnapshot, breakers: &[BreakerHealth]) -> Self {
+        let health = breakers
+            .iter()
+            .filter(|breaker| breaker.group.as_deref() == Some(&*group.group))
+            .map(|breaker| breaker.health)
+            .max()
+            .unwrap_or(HealthStatus::Healthy);
+        let mut by_state = StateCounts::default();
+        for &(state, count) in &group.by_state {
+            *by_state.get_mut(state) += count;
+        }
+        Self {
+            group: group.group.clone(),
+            health,
+            live: group.live,
+            max_breakers: group.max_breakers,
+            overflowed_calls: group.overflowed_calls,
+            evictions: group.evictions,
+            by_state,
+        }
+    }
+}
+
+/// A count of breakers in each state; serializes as an object with every state's name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Closed breakers.
+    pub closed: usize,
+    /// Open breakers.
+    pub open: usize,
+    /// Half-open breakers.
+    pub half_open: usize,
+    /// Isolated breakers.
+    pub isolated: usize,
+    /// Disabled breakers.
+    pub disabled: usize,
+}
+
+impl StateCounts {
+    /// The count of breakers in `state`.
+    pub const fn get(&self, state: CircuitState) -> usize {
+        match state {
+            CircuitState::Closed => self.closed,
+            CircuitState::Open => self.open,
+            CircuitState::HalfOpen => self.half_open,
+            CircuitState::Isolated => self.isolated,
+            CircuitState::Disabled => self.disabled,
+        }
+    }
+
+    fn get_mut(&mut self, state: CircuitState) -> &mut usize {
+        match state {
+            CircuitState::Closed => &mut self.closed,
+            CircuitState::Open => &mut self.open,
+            CircuitState::HalfOpen => &mut self.half_open,
+            CircuitState::Isolated => &mut self.isolated,
+            CircuitState::Disabled => &mut self.disabled,
         }
     }
 }
@@ -126,6 +261,7 @@ impl From<&BreakerSnapshot> for BreakerHealth {
         };
         Self {
             name: breaker.name.clone(),
+            group: breaker.group.clone(),
             state: metrics.state,
             health: breaker.health(),
             critical: breaker.critical,

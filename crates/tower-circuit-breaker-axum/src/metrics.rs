@@ -1,7 +1,8 @@
 //! Prometheus metrics of a breaker registry, read from the breakers' own counters at scrape time.
 //!
 //! [`RegistryCollector`] is a [`prometheus_client`] [`Collector`]: on each scrape it takes one
-//! [`CircuitBreakerRegistry::snapshot`] and encodes every breaker in it. Nothing is added to the
+//! [`CircuitBreakerRegistry::snapshot`] and encodes every breaker in it, named breakers and the
+//! breakers of its [keyed groups](tower_circuit_breaker::keyed) alike. Nothing is added to the
 //! call path and nothing is counted twice: the figures are the engine's counters, which only grow
 //! (a `reset` clears the counts the trip rules use, not these), so they are exported as
 //! Prometheus counters. This module writes no format of its own: the encoding is
@@ -20,8 +21,10 @@
 //!
 //! # The metrics
 //!
-//! Every series has a `breaker` label, the breaker's name; the other labels take only the fixed
-//! values listed, so the number of series is bounded by the registry's own bound on breakers.
+//! Every per-breaker series has a `breaker` label, the breaker's name; a keyed breaker's series
+//! (see [below](#keyed-breakers)) also have a `group` label, its group's name. The other labels
+//! take only the fixed values listed, so the number of series is bounded by the registry's own
+//! bound on breakers and each keyed group's bound on keys.
 //!
 //! | family | type | labels | what |
 //! |---|---|---|---|
@@ -40,6 +43,15 @@
 //! | `circuit_breaker_break_duration_seconds` | gauge | `breaker` | length of the current break, or of the next one when not open |
 //! | `circuit_breaker_next_probe_in_seconds` | gauge | `breaker` | time left in the break (open breakers only) |
 //! | `circuit_breaker_call_duration_seconds` | histogram | `breaker` | latency of the timed calls, buckets from 1 ms to 10 s |
+//! | `circuit_breaker_keyed_breakers` | gauge | `group`, `state` | a keyed group's breakers in each of the five states, its overflow and no-key breakers included (the five add up to the live keys + 2) |
+//! | `circuit_breaker_keyed_live_breakers` | gauge | `group` | keys of the group with a breaker now |
+//! | `circuit_breaker_keyed_max_breakers` | gauge | `group` | the most keys the group holds a breaker for at once |
+//! | `circuit_breaker_keyed_overflowed_calls_total` | counter | `group` | calls for a new key sent to the group's overflow breaker while the group was full |
+//! | `circuit_breaker_keyed_evictions_total` | counter | `group` | idle breakers of the group evicted to make room for new keys |
+//!
+//! The first fifteen families hold one series (or one per label value) per breaker; the last
+//! five, one (or one per state) per keyed group, and they are written whether or not the
+//! group's breakers have series of their own.
 //!
 //! Choices, and why:
 //!
@@ -66,6 +78,44 @@
 //!   [`LatencyMetrics::samples`](tower_circuit_breaker::LatencyMetrics::samples) except for a call
 //!   being timed just as the snapshot is taken; `_sum` is in seconds. Bucket bounds are the
 //!   engine's [`LATENCY_BUCKETS`], cumulative as Prometheus wants them.
+//!
+//! # Keyed breakers
+//!
+//! A [keyed group](tower_circuit_breaker::keyed) (one breaker per host, per tenant) that was
+//! made from the registry ([`CircuitBreakerRegistry::keyed`]) is in the scrape in two ways:
+//!
+//! - **Each of its breakers, like a named one** (the default): every per-breaker family above,
+//!   with `breaker` set to the key and `group` to the group's name. Named breakers have no
+//!   `group` label, so their series are the same as before keyed groups existed, and a key
+//!   written like a named breaker, or like a key of another group, is another series. The
+//!   group's overflow breaker (`<overflow>`) and no-key breaker (`<no key>`) are among them.
+//! - **The group's own figures**, the `circuit_breaker_keyed_*` families, always.
+//!
+//! Keys come from the network, and each keyed breaker costs Prometheus as many series as a
+//! named one (below): a group at its bound of `max_breakers` keys exports about
+//! 40 × (`max_breakers` + 2) series, 40,000 for the default bound of 1000. For large fleets,
+//! [`RegistryCollector::keyed_aggregate`] (or
+//! [`BreakerRoutes::keyed_metrics_aggregate`](crate::BreakerRoutes::keyed_metrics_aggregate)
+//! for `/metrics`) exports keyed breakers **only in aggregate**: no per-key series, the group
+//! families alone, 9 series per group whatever its size. Per-key series are the default because
+//! a group is bounded and a dashboard wants to show which host is open; aggregate is the
+//! choice when the bound is large or the keys are many and short-lived (each evicted key leaves
+//! a stale series behind in Prometheus until it ages out). `/health` and the dashboard list
+//! every keyed breaker either way.
+//!
+//! A series is never written twice. Two breakers could only have the same labels if a key
+//! function returns the name of its group's overflow or no-key breaker (`<overflow>`, which no
+//! host name can be), or if a group is named with the empty string (Prometheus reads
+//! `group=""` as no `group` label) and has a key named like a named breaker: the named
+//! breaker, and the group's overflow or no-key breaker, keep their series and the key is left
+//! out (Prometheus would refuse the whole scrape otherwise).
+//!
+//! | exported | series |
+//! |---|---|
+//! | per breaker, named or keyed | 37; 40 with a rate rule (the window's three gauges); one more while open (`next_probe_in`); one more for each transition other than the automatic cycle it has made. 16 of them are the histogram's |
+//! | per keyed group | 9 (5 `keyed_breakers`, one each of the other four), in both modes |
+//! | per keyed group, per key (default) | as per breaker, for each live key and the group's overflow and no-key breakers |
+//! | per keyed group, in aggregate | none beyond the group's 9 |
 //!
 //! # Cost
 //!
@@ -99,6 +149,34 @@
 //! # }
 //! ```
 //!
+//! A keyed group, exported per key and then in aggregate:
+//!
+//! ```
+//! use tower_circuit_breaker::CircuitBreakerRegistry;
+//! use tower_circuit_breaker_axum::metrics::{self, RegistryCollector};
+//!
+//! let registry = CircuitBreakerRegistry::new();
+//! registry.get_or_create("api.example.com")?;
+//! let hosts = registry.keyed("hosts").max_breakers(10_000).build()?;
+//! hosts.get(Some("api.example.com")).isolate();
+//!
+//! let text = metrics::render(&registry);
+//! // The named breaker and the key of the same name are two series.
+//! assert!(text.contains(r#"circuit_breaker_state{breaker="api.example.com",state="closed"} 1"#));
+//! assert!(text.contains(
+//!     r#"circuit_breaker_state{breaker="api.example.com",group="hosts",state="isolated"} 1"#
+//! ));
+//! assert!(text.contains(r#"circuit_breaker_keyed_breakers{group="hosts",state="isolated"} 1"#));
+//! assert!(text.contains(r#"circuit_breaker_keyed_live_breakers{group="hosts"} 1"#));
+//!
+//! let aggregate = RegistryCollector::new(registry.clone()).keyed_aggregate(true).render();
+//! // No series of the key's own; the group's figures and the named breaker stay.
+//! assert!(!aggregate.contains(r#"breaker="api.example.com",group="hosts""#));
+//! assert!(aggregate.contains(r#"circuit_breaker_keyed_breakers{group="hosts",state="isolated"} 1"#));
+//! assert!(aggregate.contains(r#"circuit_breaker_state{breaker="api.example.com",state="closed"} 1"#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # In an app's own `prometheus_client` registry
 //!
 //! An app that already exposes a [`prometheus_client::registry::Registry`] registers the
@@ -129,13 +207,18 @@
 //! Registered under [`Registry::sub_registry_with_prefix`](prometheus_client::registry::Registry::sub_registry_with_prefix),
 //! the families take that prefix in front of `circuit_breaker_`.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, text};
-use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
+    MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
+use tower_circuit_breaker::keyed::KeyedSnapshot;
 use tower_circuit_breaker::metrics::LATENCY_BUCKETS;
 use tower_circuit_breaker::registry::{BreakerSnapshot, CircuitBreakerRegistry, RegistrySnapshot};
 use tower_circuit_breaker::{CircuitMetrics, CircuitState};
@@ -147,8 +230,11 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The label every series has: the breaker's name.
+/// The label every per-breaker series has: the breaker's name (a keyed breaker's key).
 const BREAKER: &str = "breaker";
+
+/// The label of a keyed breaker's series, and of every group family: the group's name.
+const GROUP: &str = "group";
 
 /// The transitions breakers make on their own, exported from 0 (see the module docs); every
 /// other pair is exported once it has a count.
@@ -165,16 +251,18 @@ const AUTOMATIC_CYCLE: [(CircuitState, CircuitState); 4] = {
 /// Bytes of text one breaker takes, about; sizes the buffer so it rarely grows.
 const BYTES_PER_BREAKER: usize = 5 * 1024;
 
+/// Bytes of text one keyed group's own families take, about.
+const BYTES_PER_GROUP: usize = 1024;
+
 /// The exposition of `registry`'s breakers in the Prometheus text format (version 0.0.4), for a
 /// `/metrics` route: a fresh `prometheus_client` registry holding one [`RegistryCollector`],
 /// encoded by [`prometheus_client::encoding::prometheus_text`]. Serve it with [`CONTENT_TYPE`].
 ///
 /// Every Prometheus-compatible scraper reads this format, and `promtool check metrics` lints it.
+/// Keyed breakers have series of their own; [`RegistryCollector::keyed_aggregate`] and
+/// [`RegistryCollector::render`] export them by group only.
 pub fn render(registry: &CircuitBreakerRegistry) -> String {
-    let mut out = buffer(registry);
-    // Writing to a `String` never fails, and the collector fails only when its writer does.
-    let _ = prometheus_text::encode(&mut out, &exposition(registry));
-    out
+    RegistryCollector::new(registry.clone()).render()
 }
 
 /// The same metrics as [`render`] in the `OpenMetrics` 1.0.0 text format, which adds each
@@ -182,20 +270,7 @@ pub fn render(registry: &CircuitBreakerRegistry) -> String {
 /// [`OPENMETRICS_CONTENT_TYPE`], to a scraper whose `Accept` header asks for
 /// `application/openmetrics-text` (Prometheus asks for it first).
 pub fn render_openmetrics(registry: &CircuitBreakerRegistry) -> String {
-    let mut out = buffer(registry);
-    // As in `render`: nothing here can fail.
-    let _ = text::encode(&mut out, &exposition(registry));
-    out
-}
-
-fn exposition(registry: &CircuitBreakerRegistry) -> Registry {
-    let mut exposition = Registry::default();
-    exposition.register_collector(Box::new(RegistryCollector::new(registry.clone())));
-    exposition
-}
-
-fn buffer(registry: &CircuitBreakerRegistry) -> String {
-    String::with_capacity(registry.len().saturating_mul(BYTES_PER_BREAKER) + 64)
+    RegistryCollector::new(registry.clone()).render_openmetrics()
 }
 
 /// A [`Collector`] of every breaker of a [`CircuitBreakerRegistry`], read from a
@@ -203,23 +278,81 @@ fn buffer(registry: &CircuitBreakerRegistry) -> String {
 /// the families it writes and how to register it.
 ///
 /// It holds a handle to the registry (a clone shares the breakers), so breakers created after it
-/// was registered appear in the next scrape.
+/// was registered appear in the next scrape. It also holds how [keyed
+/// breakers](tower_circuit_breaker::keyed) are exported: each with its own series (the default),
+/// or only in their groups' figures ([`keyed_aggregate`](Self::keyed_aggregate)).
 #[derive(Debug, Clone)]
 pub struct RegistryCollector {
     registry: CircuitBreakerRegistry,
+    keyed_aggregate: bool,
 }
 
 // ===== impl RegistryCollector =====
 
 impl RegistryCollector {
-    /// A collector of `registry`'s breakers.
+    /// A collector of `registry`'s breakers, keyed breakers each with series of their own.
     pub const fn new(registry: CircuitBreakerRegistry) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            keyed_aggregate: false,
+        }
+    }
+
+    /// With `true`, the breakers of keyed groups get no series of their own: each group shows
+    /// only in the `circuit_breaker_keyed_*` families (its breakers by state, live and maximum
+    /// count, overflowed calls, evictions), so a group of thousands of keys costs Prometheus 9
+    /// series instead of about 40 a key. Named breakers are exported as before. Default `false`.
+    #[must_use]
+    pub const fn keyed_aggregate(mut self, aggregate: bool) -> Self {
+        self.keyed_aggregate = aggregate;
+        self
+    }
+
+    /// Whether keyed breakers are exported only in their groups' figures.
+    pub const fn is_keyed_aggregate(&self) -> bool {
+        self.keyed_aggregate
     }
 
     /// The registry it reads.
     pub const fn registry(&self) -> &CircuitBreakerRegistry {
         &self.registry
+    }
+
+    /// What this collector exports, in the Prometheus text format (version 0.0.4), as
+    /// [`render`] writes it. Serve it with [`CONTENT_TYPE`].
+    pub fn render(&self) -> String {
+        let mut out = self.buffer();
+        // Writing to a `String` never fails, and the collector fails only when its writer does.
+        let _ = prometheus_text::encode(&mut out, &self.exposition());
+        out
+    }
+
+    /// What this collector exports, in the `OpenMetrics` 1.0.0 text format, as
+    /// [`render_openmetrics`] writes it. Serve it with [`OPENMETRICS_CONTENT_TYPE`].
+    pub fn render_openmetrics(&self) -> String {
+        let mut out = self.buffer();
+        // As in `render`: nothing here can fail.
+        let _ = text::encode(&mut out, &self.exposition());
+        out
+    }
+
+    fn exposition(&self) -> Registry {
+        let mut exposition = Registry::default();
+        exposition.register_collector(Box::new(self.clone()));
+        exposition
+    }
+
+    fn buffer(&self) -> String {
+        let groups = self.registry.keyed_groups();
+        let keyed: usize = if self.keyed_aggregate {
+            0
+        } else {
+            groups.iter().map(|group| group.len() + 2).sum()
+        };
+        let bytes = (self.registry.len() + keyed)
+            .saturating_mul(BYTES_PER_BREAKER)
+            .saturating_add(groups.len().saturating_mul(BYTES_PER_GROUP));
+        String::with_capacity(bytes + 64)
     }
 }
 
@@ -231,19 +364,94 @@ impl From<CircuitBreakerRegistry> for RegistryCollector {
 
 impl Collector for RegistryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        encode_snapshot(&self.registry.snapshot(), &mut encoder)
+        let snapshot = self.registry.snapshot();
+        let breakers = exported(&snapshot, !self.keyed_aggregate);
+        encode_breakers(&breakers, &mut encoder)?;
+        encode_groups(&snapshot.keyed, &mut encoder)
+    }
+}
+
+// ===== which breakers =====
+
+/// The breakers that get series of their own, in the snapshot's order: every named breaker,
+/// and with `per_key` every keyed one; never two with the same `breaker` and `group` labels.
+///
+/// Two breakers can share them only when a key is written like its group's overflow or no-key
+/// breaker (a key function can return any string), or when a group named with the empty string
+/// (which Prometheus reads as no `group` label) has a key named like a named breaker. Then the
+/// named breaker, or the group's overflow or no-key breaker, keeps the series and the key has
+/// none: a scrape with a series twice is refused by Prometheus as a whole.
+fn exported(snapshot: &RegistrySnapshot, per_key: bool) -> Vec<&BreakerSnapshot> {
+    let all = &snapshot.breakers;
+    if !per_key {
+        return all.iter().filter(|b| b.group.is_none()).collect();
+    }
+    let mut keep = vec![false; all.len()];
+    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(all.len());
+    let mut claim = |index: usize| {
+        let breaker = &all[index];
+        keep[index] = seen.insert((breaker.group.as_deref().unwrap_or(""), &breaker.name));
+    };
+    let (named, keyed): (Vec<usize>, Vec<usize>) =
+        (0..all.len()).partition(|&index| all[index].group.is_none());
+    for &index in &named {
+        claim(index);
+    }
+    // A group's breakers are listed together, the overflow and no-key breakers last: those two
+    // first, then the keys.
+    for run in keyed.chunk_by(|&a, &b| all[a].group == all[b].group) {
+        let (keys, special) = run.split_at(run.len().saturating_sub(2));
+        for &index in special.iter().chain(keys) {
+            claim(index);
+        }
+    }
+    let dropped = keep.iter().filter(|kept| !**kept).count();
+    if dropped > 0 {
+        tracing::debug!(
+            dropped,
+            "circuit breaker metrics: keyed breakers named like another breaker of the same \
+             labels are left out"
+        );
+    }
+    all.iter()
+        .zip(keep)
+        .filter_map(|(breaker, kept)| kept.then_some(breaker))
+        .collect()
+}
+
+/// The labels that name a breaker's series: `breaker`, and `group` for a keyed breaker.
+#[derive(Debug, Clone, Copy)]
+struct Id<'a> {
+    breaker: &'a str,
+    group: Option<&'a str>,
+}
+
+impl<'a> Id<'a> {
+    fn of(breaker: &'a BreakerSnapshot) -> Self {
+        Self {
+            breaker: &breaker.name,
+            group: breaker.group.as_deref(),
+        }
+    }
+}
+
+impl EncodeLabelSet for Id<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        (BREAKER, self.breaker).encode(encoder.encode_label())?;
+        if let Some(group) = self.group {
+            (GROUP, group).encode(encoder.encode_label())?;
+        }
+        Ok(())
     }
 }
 
 // ===== encoding =====
 
-/// Writes every family, each with one series (or one per label value) per breaker.
-fn encode_snapshot(
-    snapshot: &RegistrySnapshot,
+/// Writes every per-breaker family, each with one series (or one per label value) per breaker.
+fn encode_breakers(
+    breakers: &[&BreakerSnapshot],
     encoder: &mut DescriptorEncoder<'_>,
 ) -> fmt::Result {
-    let breakers = snapshot.breakers.as_slice();
-
     {
         let mut family = encoder.encode_descriptor(
             "circuit_breaker_state",
@@ -253,7 +461,7 @@ fn encode_snapshot(
         )?;
         for breaker in breakers {
             for state in CircuitState::ALL {
-                let labels = [(BREAKER, &*breaker.name), ("state", state.as_str())];
+                let labels = (Id::of(breaker), [("state", state.as_str())]);
                 family
                     .encode_family(&labels)?
                     .encode_gauge(&u32::from(breaker.metrics.state == state))?;
@@ -322,11 +530,10 @@ fn encode_snapshot(
                 for to in CircuitState::ALL {
                     let count = counts.between(from, to);
                     if count > 0 || AUTOMATIC_CYCLE.contains(&(from, to)) {
-                        let labels = [
-                            (BREAKER, &*breaker.name),
-                            ("from", from.as_str()),
-                            ("to", to.as_str()),
-                        ];
+                        let labels = (
+                            Id::of(breaker),
+                            [("from", from.as_str()), ("to", to.as_str())],
+                        );
                         counter(&mut family, &labels, count)?;
                     }
                 }
@@ -433,14 +640,96 @@ fn encode_snapshot(
             // `_count` must equal the `+Inf` bucket: take it from the buckets, which the samples
             // count can run ahead of while a call is being timed.
             let count = latency.buckets.iter().sum();
-            let labels = [(BREAKER, &*breaker.name)];
             family
-                .encode_family(&labels)?
+                .encode_family(&Id::of(breaker))?
                 .encode_histogram::<NoLabelSet>(latency.sum.as_secs_f64(), count, &buckets, None)?;
         }
     }
 
     Ok(())
+}
+
+/// Writes the keyed groups' own families, one series (or one per state) per group. Written
+/// whether or not the groups' breakers have series of their own.
+fn encode_groups(groups: &[KeyedSnapshot], encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    {
+        let mut family = encoder.encode_descriptor(
+            "circuit_breaker_keyed_breakers",
+            "Breakers of a keyed group in each state, its overflow and no-key breakers included.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for group in groups {
+            for state in CircuitState::ALL {
+                let count = group
+                    .by_state
+                    .iter()
+                    .find(|(of, _)| *of == state)
+                    .map_or(0, |(_, count)| *count);
+                let labels = [(GROUP, &*group.group), ("state", state.as_str())];
+                family.encode_family(&labels)?.encode_gauge(&count)?;
+            }
+        }
+    }
+
+    per_group(
+        encoder,
+        "circuit_breaker_keyed_live_breakers",
+        "Keys of a keyed group with a breaker now (at most circuit_breaker_keyed_max_breakers).",
+        MetricType::Gauge,
+        groups,
+        |group| saturate(group.live),
+    )?;
+    per_group(
+        encoder,
+        "circuit_breaker_keyed_max_breakers",
+        "The most keys of a keyed group with a breaker at once.",
+        MetricType::Gauge,
+        groups,
+        |group| saturate(group.max_breakers),
+    )?;
+    per_group(
+        encoder,
+        "circuit_breaker_keyed_overflowed_calls",
+        "Calls for a new key sent to the group's overflow breaker while the group was full.",
+        MetricType::Counter,
+        groups,
+        |group| group.overflowed_calls,
+    )?;
+    per_group(
+        encoder,
+        "circuit_breaker_keyed_evictions",
+        "Idle breakers of a keyed group evicted to make room for new keys.",
+        MetricType::Counter,
+        groups,
+        |group| group.evictions,
+    )
+}
+
+/// A gauge or counter family (a counter's `name` gets `_total`) with one series per group.
+fn per_group(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    groups: &[KeyedSnapshot],
+    value: fn(&KeyedSnapshot) -> u64,
+) -> fmt::Result {
+    let is_counter = matches!(kind, MetricType::Counter);
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for group in groups {
+        let labels = [(GROUP, &*group.group)];
+        if is_counter {
+            counter(&mut family, &labels, value(group))?;
+        } else {
+            family.encode_family(&labels)?.encode_gauge(&value(group))?;
+        }
+    }
+    Ok(())
+}
+
+fn saturate(count: usize) -> u64 {
+    u64::try_from(count).unwrap_or(u64::MAX)
 }
 
 /// A gauge family with one series per breaker for which `value` gives a value.
@@ -449,14 +738,14 @@ fn gauges<V: EncodeGaugeValue>(
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    breakers: &[BreakerSnapshot],
+    breakers: &[&BreakerSnapshot],
     value: impl Fn(&BreakerSnapshot) -> Option<V>,
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
     for breaker in breakers {
         if let Some(value) = value(breaker) {
             family
-                .encode_family(&[(BREAKER, &*breaker.name)])?
+                .encode_family(&Id::of(breaker))?
                 .encode_gauge(&value)?;
         }
     }
@@ -471,31 +760,23 @@ fn counters_by<const N: usize>(
     name: &str,
     help: &str,
     label: &str,
-    breakers: &[BreakerSnapshot],
+    breakers: &[&BreakerSnapshot],
     values: impl Fn(&CircuitMetrics) -> [(&'static str, u64); N],
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for breaker in breakers {
         for (value, count) in values(&breaker.metrics) {
             if label.is_empty() {
-                counter(&mut family, &[(BREAKER, &*breaker.name)], count)?;
+                counter(&mut family, &Id::of(breaker), count)?;
             } else {
-                counter(
-                    &mut family,
-                    &[(BREAKER, &*breaker.name), (label, value)],
-                    count,
-                )?;
+                counter(&mut family, &(Id::of(breaker), [(label, value)]), count)?;
             }
         }
     }
     Ok(())
 }
 
-fn counter<const L: usize>(
-    family: &mut MetricEncoder<'_>,
-    labels: &[(&str, &str); L],
-    count: u64,
-) -> fmt::Result {
+fn counter(family: &mut MetricEncoder<'_>, labels: &impl EncodeLabelSet, count: u64) -> fmt::Result {
     family
         .encode_family(labels)?
         .encode_counter::<NoLabelSet, _, u64>(&count, None)

@@ -9,7 +9,8 @@ use tower_circuit_breaker::registry::{CircuitBreakerRegistry, HealthStatus};
 
 use crate::admin::{self, AdminToken};
 use crate::health::HealthReport;
-use crate::{dashboard, metrics};
+use crate::metrics::{self, RegistryCollector};
+use crate::dashboard;
 
 /// Builds the router that shows a [`CircuitBreakerRegistry`] to the outside world.
 ///
@@ -18,7 +19,7 @@ use crate::{dashboard, metrics};
 /// | `GET /health` | the [`HealthReport`] as JSON; 200 when healthy or degraded, 503 when unhealthy |
 /// | `GET /health/live` | 200 while the server serves |
 /// | `GET /health/ready` | 200, or 503 when unhealthy (a critical breaker open or isolated) |
-/// | `GET /metrics` | Prometheus text, rendered at scrape time from the breakers' counters |
+/// | `GET /metrics` | Prometheus text, rendered at scrape time from the breakers' counters (keyed breakers each with their own series, or by group only with [`keyed_metrics_aggregate`](Self::keyed_metrics_aggregate)) |
 /// | `GET /` | the live dashboard (leave it out with [`dashboard(false)`](Self::dashboard)) |
 /// | `POST /breakers/{name}/{action}` | [admin](crate::admin) actions, only with [`admin_token`](Self::admin_token) |
 ///
@@ -31,6 +32,7 @@ pub struct BreakerRoutes {
     registry: CircuitBreakerRegistry,
     admin: Option<AdminToken>,
     dashboard: bool,
+    keyed_metrics_aggregate: bool,
 }
 
 /// What the handlers share.
@@ -38,6 +40,7 @@ pub struct BreakerRoutes {
 pub(crate) struct RoutesState {
     pub(crate) registry: CircuitBreakerRegistry,
     pub(crate) admin: Option<AdminToken>,
+    pub(crate) metrics: RegistryCollector,
 }
 
 impl BreakerRoutes {
@@ -47,6 +50,7 @@ impl BreakerRoutes {
             registry,
             admin: None,
             dashboard: true,
+            keyed_metrics_aggregate: false,
         }
     }
 
@@ -61,6 +65,18 @@ impl BreakerRoutes {
     /// Serves the dashboard at `/` (`true`, the default) or not.
     pub fn dashboard(mut self, on: bool) -> Self {
         self.dashboard = on;
+        self
+    }
+
+    /// With `true`, `/metrics` exports the breakers of [keyed
+    /// groups](tower_circuit_breaker::keyed) only in their groups' figures (the
+    /// `circuit_breaker_keyed_*` families), with no series per key, to bound what a large fleet
+    /// of keys costs Prometheus. Default `false`: each keyed breaker has its series, as a named
+    /// breaker does, up to its group's bound. See
+    /// [`RegistryCollector::keyed_aggregate`](crate::metrics::RegistryCollector::keyed_aggregate).
+    /// `/health` and the dashboard list every breaker either way.
+    pub fn keyed_metrics_aggregate(mut self, aggregate: bool) -> Self {
+        self.keyed_metrics_aggregate = aggregate;
         self
     }
 
@@ -81,6 +97,8 @@ impl BreakerRoutes {
             router = router.route("/breakers/{name}/{action}", post(admin::act));
         }
         router.with_state(RoutesState {
+            metrics: RegistryCollector::new(self.registry.clone())
+                .keyed_aggregate(self.keyed_metrics_aggregate),
             registry: self.registry,
             admin: self.admin,
         })
@@ -118,7 +136,7 @@ async fn ready(State(state): State<RoutesState>) -> Response {
 async fn scrape(State(state): State<RoutesState>) -> Response {
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE), NO_STORE],
-        metrics::render(&state.registry),
+        state.metrics.render(),
     )
         .into_response()
 }

@@ -37,8 +37,8 @@
 //! be told never to evict an open breaker; `quick_cache` can pin entries, but grows past its
 //! capacity when all are pinned, where a bound must hold), so the bound and the eviction
 //! policy, which must know the breakers' states, are this module's own, on a plain map. Keys
-//! are hashed with `foldhash`, seeded at random per group, so keys chosen by an attacker
-//! cannot be made to collide.
+//! are hashed with `foldhash` (what `hashbrown` hashes with by default), seeded at random for
+//! each group.
 //!
 //! # Memory
 //!
