@@ -17,14 +17,21 @@
 //!   successes, failures, rejections, consecutive failures and the break's length; while open,
 //!   the time left in the break counting down; and the last three transitions, newest first, as
 //!   `from → to`, the reason (`3 consecutive failures`) and how long ago.
+//! - The breakers of each [keyed group](tower_circuit_breaker::keyed) (one per host, per
+//!   tenant) in a section of their own after the named breakers, headed by the group's name,
+//!   its health, its live keys of the most it holds, its breakers by state, and the calls
+//!   that overflowed and the breakers evicted. Each of their cards also carries the group's
+//!   name, and a chip in the page's header names a keyed breaker as `group / key`. A key
+//!   written like a named breaker, or like a key of another group, is another card.
 //! - A "connection lost" banner when `health` cannot be read (network error, timeout, a status
 //!   other than 200 or 503); the last report stays on screen, dimmed.
 //!
 //! Cards are in name order, so a card does not move when its state changes; the header names
 //! the breakers that need a look. A "problems first" order (open, isolated, half-open, disabled,
 //! closed; critical first within a state) can be picked on the page, where the browser
-//! remembers it, or linked to as `?sort=problems`. Names and reasons are set as text, never
-//! parsed as HTML.
+//! remembers it, or linked to as `?sort=problems` (within each section). Names, keys, group
+//! names and reasons are set as text (`textContent`, attributes), never parsed as HTML: keys
+//! come from the network, and a key function can make any string a key.
 //!
 //! # Where it looks for `health`
 //!
@@ -43,7 +50,9 @@
 //! # Hooks for tests and scripts
 //!
 //! Each card carries `data-breaker="<name>"` and `data-state="<state>"` (`closed`, `open`,
-//! `half_open`, `isolated`, `disabled`); the overall status is the element `#status` with
+//! `half_open`, `isolated`, `disabled`), and a keyed breaker's card `data-group="<group>"`;
+//! each keyed group is a `section` with `data-group="<group>"` and `data-health`, its figures
+//! in elements with `data-role` `live`, `by-state`, `overflowed` and `evictions`; the overall status is the element `#status` with
 //! `data-status`; the connection banner is `#connection` with `data-connection` (`waiting`,
 //! `ok` or `lost`).
 //!

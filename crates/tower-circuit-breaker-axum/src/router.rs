@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use tower_circuit_breaker::registry::{CircuitBreakerRegistry, HealthStatus};
 
 use crate::admin::{self, AdminToken};
+use crate::dashboard;
 use crate::health::HealthReport;
 use crate::metrics::{self, RegistryCollector};
-use crate::dashboard;
 
 /// Builds the router that shows a [`CircuitBreakerRegistry`] to the outside world.
 ///

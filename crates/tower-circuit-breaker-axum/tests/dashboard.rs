@@ -393,3 +393,197 @@ async fn chromium_says_connection_lost_before_any_report() {
     assert_eq!(status[0].attribute("data-status"), "unknown");
     assert!(elements(dom, "article", "data-breaker=").is_empty());
 }
+
+/// A group name a careless page would turn into an element (an app names its groups, but the
+/// page takes no name on trust).
+const HOSTILE_GROUP: &str = "<svg onload=alert(2)>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_draws_keyed_breakers_in_a_section_per_group_with_keys_as_text() {
+    // A name's settings apply to a key of that name: `api.example.com` opens on one failure
+    // as a key of `hosts` too.
+    let registry = CircuitBreakerRegistry::builder()
+        .clock(ManualClock::new())
+        .breaker(
+            "api.example.com",
+            CircuitBreakerConfig::default().failure_threshold(1),
+        )
+        .breaker("db", CircuitBreakerConfig::default())
+        .build()
+        .unwrap();
+    let hosts = registry
+        .keyed("hosts")
+        .template(CircuitBreakerConfig::default().failure_threshold(1))
+        .build()
+        .unwrap();
+    let tenants = registry.keyed(HOSTILE_GROUP).build().unwrap();
+    // A key named like a named breaker, open.
+    let _ = hosts
+        .get(Some("api.example.com"))
+        .call(|| async { Err::<(), _>("connection refused") })
+        .await;
+    hosts
+        .get(Some("cdn.example.com"))
+        .call(|| async { Ok::<_, &str>(()) })
+        .await
+        .unwrap();
+    // Keys a key function made of anything: markup, and the overflow breaker's name.
+    hosts.get(Some(HOSTILE_NAME)).isolate();
+    hosts.get(Some("<overflow>")).isolate();
+    drop(tenants.get(Some("t1")));
+
+    let addr = serve(BreakerRoutes::new(registry.clone()).into_router()).await;
+    let (status, body) = get_text(addr, "/health").await;
+    assert_eq!(status, StatusCode::OK, "an open key is degraded: {body}");
+
+    let screenshot = target_dir().join("dashboard-keyed.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let browser = chromium(format!("http://{addr}/"), "keyed", Some(screenshot.clone())).await;
+    let dom = browser.dom();
+
+    let status = elements(dom, "span", "id=\"status\"");
+    assert_eq!(status[0].attribute("data-status"), "degraded");
+
+    // The named breakers in their grid, without a group.
+    let grid = elements(dom, "div", "id=\"breakers\"");
+    let named: Vec<(String, String)> = elements(&grid[0].markup, "article", "data-breaker=")
+        .iter()
+        .map(|card| {
+            assert!(!card.attributes.contains_key("data-group"), "{card:?}");
+            (
+                card.attribute("data-breaker").to_owned(),
+                card.attribute("data-state").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("api.example.com".to_owned(), "closed".to_owned()),
+            ("db".to_owned(), "closed".to_owned())
+        ]
+    );
+    let title = elements(dom, "h2", "id=\"named-title\"");
+    assert!(
+        !title[0].attributes.contains_key("hidden"),
+        "the named breakers are titled next to groups"
+    );
+
+    // One section per group, in the order the groups were made.
+    let sections = elements(dom, "section", "data-group=");
+    let groups: Vec<&str> = sections
+        .iter()
+        .map(|section| section.attribute("data-group"))
+        .collect();
+    assert_eq!(groups, ["hosts", HOSTILE_GROUP]);
+    let hosts_section = &sections[0];
+    assert_eq!(hosts_section.attribute("data-health"), "degraded");
+    assert_eq!(
+        text_of(&hosts_section.markup, "class=\"group-name\""),
+        "hosts"
+    );
+    assert_eq!(
+        text_of(&hosts_section.markup, "data-role=\"live\""),
+        "4 of at most 1,000 keys"
+    );
+    assert_eq!(
+        text_of(&hosts_section.markup, "data-role=\"by-state\""),
+        "1 open · 2 isolated · 3 closed"
+    );
+    assert_eq!(
+        text_of(&hosts_section.markup, "data-role=\"overflowed\""),
+        "0 overflowed calls"
+    );
+    assert_eq!(
+        text_of(&hosts_section.markup, "data-role=\"evictions\""),
+        "0 evictions"
+    );
+
+    // The group's cards, each with its group, in name order; the key written like the
+    // overflow breaker's name is a card of its own.
+    let cards = elements(&hosts_section.markup, "article", "data-breaker=");
+    let drawn: Vec<(&str, &str)> = cards
+        .iter()
+        .map(|card| {
+            assert_eq!(card.attribute("data-group"), "hosts");
+            assert!(
+                card.markup.contains(">hosts</span>"),
+                "group shown on the card"
+            );
+            (card.attribute("data-breaker"), card.attribute("data-state"))
+        })
+        .collect();
+    let mut sorted = drawn.clone();
+    sorted.sort_unstable_by_key(|(name, _)| *name);
+    assert_eq!(drawn.len(), 6);
+    assert_eq!(
+        drawn.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        sorted.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "in name order"
+    );
+    let mut states = drawn.clone();
+    states.sort_unstable();
+    assert_eq!(
+        states,
+        [
+            (HOSTILE_NAME, "isolated"),
+            ("<no key>", "closed"),
+            ("<overflow>", "closed"),
+            ("<overflow>", "isolated"),
+            ("api.example.com", "open"),
+            ("cdn.example.com", "closed"),
+        ]
+    );
+    let open = cards
+        .iter()
+        .find(|card| card.attribute("data-breaker") == "api.example.com")
+        .unwrap();
+    assert_eq!(text_of(&open.markup, "data-role=\"failures\""), "1");
+    assert!(
+        open.markup.contains(">1 failure<"),
+        "the reason: {}",
+        open.markup
+    );
+
+    // The header names the open key with its group.
+    let summary = elements(dom, "div", "id=\"summary\"");
+    assert!(
+        summary[0].markup.contains("hosts / api.example.com: open"),
+        "{}",
+        summary[0].markup
+    );
+
+    // The hostile group and the hostile key are text, not elements.
+    let hostile_section = &sections[1];
+    assert_eq!(
+        text_of(&hostile_section.markup, "class=\"group-name\""),
+        HOSTILE_GROUP
+    );
+    assert!(hostile_section
+        .markup
+        .contains("&lt;svg onload=alert(2)&gt;</h2>"));
+    let hostile_card = cards
+        .iter()
+        .find(|card| card.attribute("data-breaker") == HOSTILE_NAME)
+        .unwrap();
+    assert!(hostile_card
+        .markup
+        .contains("&lt;img src=x onerror=alert(1)&gt;</h2>"));
+    assert!(!dom.contains("<img"), "a key became markup");
+    // (The page's own script writes `<svg` for its favicon: look for elements, not text.)
+    assert!(
+        elements(dom, "svg", "onload").is_empty(),
+        "a group name became markup"
+    );
+    assert!(
+        elements(dom, "img", "onerror").is_empty(),
+        "a key became markup"
+    );
+    assert_eq!(
+        elements(&hostile_section.markup, "article", "data-breaker=").len(),
+        3,
+        "t1, overflow, no key"
+    );
+
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 30_000);
+}

@@ -16,6 +16,7 @@ use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{OpenMetricsType, OpenMetricsValue, PrometheusValue};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
+use tower_circuit_breaker::keyed::KeyedBreakers;
 use tower_circuit_breaker::metrics::LATENCY_BUCKETS;
 use tower_circuit_breaker::registry::{BreakerSettings, BreakerSnapshot};
 use tower_circuit_breaker::{
@@ -986,4 +987,593 @@ fn transition_series(registry: &CircuitBreakerRegistry) -> usize {
             automatic.len() + others
         })
         .sum()
+}
+
+// ===== keyed groups =====
+
+/// A key the hosts' group and the tenants' group share with a named breaker.
+const SHARED: &str = "api.example.com";
+
+/// A registry with named breakers and two keyed groups, on a clock that stands still.
+struct Fleet {
+    registry: CircuitBreakerRegistry,
+    hosts: KeyedBreakers,
+    tenants: KeyedBreakers,
+}
+
+/// Named `api.example.com` (2 successes) and `db` (a rate window, open after 4 failures); keyed group `hosts` (at most 2 keys, opens
+/// on one failure) with `api.example.com` and `c.example` open, `b.example` evicted for
+/// `c.example`, and `d.example` sent to the overflow breaker; keyed group `tenants` (a rate
+/// window) with `api.example.com` (3 successes), `acme` (2 successes, 1 failure) and
+/// [`ODD_NAME`] isolated.
+fn fleet() -> Fleet {
+    let time = ManualClock::new();
+    let registry = CircuitBreakerRegistry::builder()
+        .clock(Clock::manual(&time))
+        .default_config(base().failure_threshold(1))
+        .breaker(SHARED, base().failure_threshold(1))
+        .breaker("db", windowed(4))
+        .build()
+        .expect("valid settings");
+    let hosts = registry
+        .keyed("hosts")
+        .max_breakers(2)
+        .build()
+        .expect("valid group");
+    let tenants = registry
+        .keyed("tenants")
+        .template(windowed(4))
+        .build()
+        .expect("valid group");
+    let ms = Duration::from_millis;
+    let call = |breaker: &tower_circuit_breaker::CircuitBreaker, end: fn(OwnedPermit)| {
+        let permit = breaker.try_acquire_owned().expect("admitted");
+        time.advance(ms(3));
+        end(permit);
+    };
+
+    let shared = registry.get(SHARED).expect("configured");
+    call(&shared, OwnedPermit::success);
+    call(&shared, OwnedPermit::success);
+    let db = registry.get("db").expect("configured");
+    for _ in 0..4 {
+        call(&db, OwnedPermit::failure);
+    }
+    assert_eq!(db.state(), CircuitState::Open);
+
+    call(&hosts.get(Some(SHARED)), OwnedPermit::success);
+    call(&hosts.get(Some(SHARED)), OwnedPermit::failure);
+    drop(hosts.get(Some("b.example")));
+    let c = hosts.get(Some("c.example"));
+    assert_eq!(hosts.evictions(), 1, "b.example made room for c.example");
+    call(&c, OwnedPermit::failure);
+    drop(c);
+    let d = hosts.get(Some("d.example"));
+    assert_eq!(
+        hosts.overflowed_calls(),
+        1,
+        "both breakers open: d.example overflows"
+    );
+    call(&d, OwnedPermit::success);
+    drop(d);
+
+    for _ in 0..3 {
+        call(&tenants.get(Some(SHARED)), OwnedPermit::success);
+    }
+    call(&tenants.get(Some("acme")), OwnedPermit::success);
+    call(&tenants.get(Some("acme")), OwnedPermit::success);
+    call(&tenants.get(Some("acme")), OwnedPermit::failure);
+    tenants.get(Some(ODD_NAME)).isolate();
+
+    Fleet {
+        registry,
+        hosts,
+        tenants,
+    }
+}
+
+/// The labels that name `breaker`'s series in a scrape with keyed breakers: `breaker`, and
+/// `group`, empty for a named breaker.
+fn id_of(breaker: &BreakerSnapshot) -> Vec<(&str, &str)> {
+    vec![
+        ("breaker", &*breaker.name),
+        ("group", breaker.group.as_deref().unwrap_or("")),
+    ]
+}
+
+fn with<'a>(id: &[(&'a str, &'a str)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    id.iter().chain(more).copied().collect()
+}
+
+/// How many series of `scrape` carry the labels `id`.
+fn series_of(scrape: &Scrape, id: &[(&str, &str)]) -> usize {
+    scrape
+        .samples
+        .keys()
+        .filter(|(_, labels)| {
+            id.iter()
+                .all(|(name, value)| labels.get(*name).map(String::as_str) == Some(*value))
+        })
+        .count()
+}
+
+/// `labels` as Prometheus stores them: a label with an empty value is no label.
+fn stored(labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Fails the test if two series are the same to Prometheus, which reads a label with an empty
+/// value as no label.
+fn assert_unique_to_prometheus(scrape: &Scrape) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (series, labels) in scrape.samples.keys() {
+        let set = stored(labels);
+        assert!(
+            seen.insert((series.clone(), set.clone())),
+            "{series}{set:?} appears twice to Prometheus"
+        );
+    }
+}
+
+/// The samples of the `circuit_breaker_keyed_*` families.
+fn group_samples(scrape: &Scrape) -> BTreeMap<(String, Labels), f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|((series, _), _)| series.starts_with("circuit_breaker_keyed_"))
+        .map(|(key, value)| (key.clone(), *value))
+        .collect()
+}
+
+#[test]
+fn keyed_breakers_have_the_series_of_named_ones_with_a_group_label() {
+    let fleet = fleet();
+    let text = metrics::render(&fleet.registry);
+    let (ok, printed) = promtool_check(&text);
+    assert!(
+        ok && printed.trim().is_empty(),
+        "promtool check metrics reported:\n{printed}\non:\n{text}"
+    );
+    let scrape = parse(&text);
+    assert_unique_to_prometheus(&scrape);
+
+    let snapshot = fleet.registry.snapshot();
+    // 2 named; hosts: 2 keys, overflow, no key; tenants: 3 keys, overflow, no key.
+    assert_eq!(snapshot.breakers.len(), 2 + 4 + 5);
+    for breaker in &snapshot.breakers {
+        let id = id_of(breaker);
+        let m = &breaker.metrics;
+        for state in CircuitState::ALL {
+            assert_eq!(
+                scrape.get(
+                    "circuit_breaker_state",
+                    &with(&id, &[("state", state.as_str())])
+                ),
+                f(u64::from(m.state == state)),
+                "{id:?} {state}"
+            );
+        }
+        for (outcome, count) in [
+            ("success", m.successful_calls),
+            ("failure", m.failed_calls),
+            ("ignored", m.ignored_calls),
+            ("cancelled", m.cancelled_calls),
+        ] {
+            assert_eq!(
+                scrape.get(
+                    "circuit_breaker_calls_total",
+                    &with(&id, &[("outcome", outcome)])
+                ),
+                f(count),
+                "{id:?} {outcome}"
+            );
+        }
+        assert_eq!(
+            scrape.get(
+                "circuit_breaker_rejections_total",
+                &with(&id, &[("reason", "open")])
+            ),
+            f(m.rejected_open),
+            "{id:?}"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_critical", &id),
+            f(u64::from(breaker.critical)),
+            "{id:?}"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_call_duration_seconds_count", &id),
+            f(m.latency.samples),
+            "{id:?}"
+        );
+        assert_eq!(
+            scrape.value("circuit_breaker_failure_rate", &id),
+            m.window.map(|window| window.failure_rate()),
+            "{id:?}"
+        );
+    }
+
+    // One name, three breakers, three series sets: the named one's `group` is empty, which
+    // Prometheus stores as no `group` label.
+    let state = |id: &[(&str, &str)], state: &str| {
+        scrape.get("circuit_breaker_state", &with(id, &[("state", state)]))
+    };
+    assert_eq!(state(&[("breaker", SHARED), ("group", "")], "closed"), 1.0);
+    assert_eq!(
+        state(&[("breaker", SHARED), ("group", "hosts")], "open"),
+        1.0
+    );
+    assert_eq!(
+        state(&[("breaker", SHARED), ("group", "tenants")], "closed"),
+        1.0
+    );
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_calls_total",
+            &[("breaker", SHARED), ("group", ""), ("outcome", "success")]
+        ),
+        2.0,
+        "the named breaker's own count"
+    );
+    assert_eq!(
+        state(&[("breaker", ODD_NAME), ("group", "tenants")], "isolated"),
+        1.0,
+        "a key that needs escaping reads back unchanged"
+    );
+    // The overflow breaker took d.example's call.
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_calls_total",
+            &[
+                ("breaker", "<overflow>"),
+                ("group", "hosts"),
+                ("outcome", "success")
+            ]
+        ),
+        1.0
+    );
+    // The evicted key is gone.
+    assert_eq!(
+        series_of(&scrape, &[("breaker", "b.example"), ("group", "hosts")]),
+        0
+    );
+
+    // Every per-breaker family has each breaker, named or keyed.
+    let breakers = snapshot.breakers.len();
+    let count = |series: &str| scrape.series(series).len();
+    assert_eq!(count("circuit_breaker_state"), 5 * breakers);
+    assert_eq!(count("circuit_breaker_calls_total"), 4 * breakers);
+    for per_breaker in [
+        "circuit_breaker_critical",
+        "circuit_breaker_timeouts_total",
+        "circuit_breaker_consecutive_failures",
+        "circuit_breaker_time_in_state_seconds",
+        "circuit_breaker_call_duration_seconds_count",
+    ] {
+        assert_eq!(count(per_breaker), breakers, "{per_breaker}");
+    }
+
+    // The series one keyed breaker costs, as the module docs give them: 37, 40 with a window.
+    assert_eq!(
+        series_of(&scrape, &[("breaker", SHARED), ("group", "tenants")]),
+        37,
+        "closed, no window, only the automatic transitions"
+    );
+    assert_eq!(
+        series_of(&scrape, &[("breaker", "acme"), ("group", "tenants")]),
+        40,
+        "closed, with a window"
+    );
+    assert_eq!(
+        series_of(&scrape, &[("breaker", SHARED), ("group", "")]),
+        37,
+        "a named breaker costs the same"
+    );
+    // 5 + 4 series per group.
+    assert_eq!(group_samples(&scrape).len(), 2 * 9);
+
+    // Labels: every series has `group`; it is empty on a named breaker's series only; the group
+    // families have no `breaker`.
+    for (series, labels) in scrape.samples.keys() {
+        let group = labels.get("group").map(String::as_str);
+        if series.starts_with("circuit_breaker_keyed_") {
+            assert!(!labels.contains_key("breaker"), "{series}{labels:?}");
+            assert!(
+                matches!(group, Some("hosts" | "tenants")),
+                "{series}{labels:?}"
+            );
+        } else {
+            let breaker = &labels["breaker"];
+            let named = fleet.registry.get(breaker).is_some() && group == Some("");
+            assert!(
+                named || matches!(group, Some("hosts" | "tenants")),
+                "{series}{labels:?}"
+            );
+        }
+    }
+
+    // OpenMetrics holds the same samples.
+    assert_eq!(
+        parse_open(&metrics::render_openmetrics(&fleet.registry)).samples,
+        scrape.samples
+    );
+}
+
+#[test]
+fn keyed_group_families_are_the_groups_figures() {
+    let fleet = fleet();
+    let scrape = parse(&metrics::render(&fleet.registry));
+    let snapshot = fleet.registry.snapshot();
+    assert_eq!(snapshot.keyed.len(), 2);
+    for group in &snapshot.keyed {
+        let name = &*group.group;
+        let labels = [("group", name)];
+        for (state, count) in &group.by_state {
+            assert_eq!(
+                scrape.get(
+                    "circuit_breaker_keyed_breakers",
+                    &[("group", name), ("state", state.as_str())]
+                ),
+                f(*count as u64),
+                "{name} {state}"
+            );
+        }
+        let by_state: f64 = CircuitState::ALL
+            .iter()
+            .map(|state| {
+                scrape.get(
+                    "circuit_breaker_keyed_breakers",
+                    &[("group", name), ("state", state.as_str())],
+                )
+            })
+            .sum();
+        assert_eq!(
+            by_state,
+            f(group.live as u64 + 2),
+            "{name}: the live keys, the overflow and no-key breakers"
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_keyed_live_breakers", &labels),
+            f(group.live as u64)
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_keyed_max_breakers", &labels),
+            f(group.max_breakers as u64)
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_keyed_overflowed_calls_total", &labels),
+            f(group.overflowed_calls)
+        );
+        assert_eq!(
+            scrape.get("circuit_breaker_keyed_evictions_total", &labels),
+            f(group.evictions)
+        );
+    }
+    // What the fleet did.
+    let hosts = [("group", "hosts")];
+    let hosts_in = |state: &str| {
+        scrape.get(
+            "circuit_breaker_keyed_breakers",
+            &[("group", "hosts"), ("state", state)],
+        )
+    };
+    assert_eq!(hosts_in("open"), 2.0);
+    assert_eq!(hosts_in("closed"), 2.0);
+    assert_eq!(hosts_in("half_open"), 0.0, "every state is exported");
+    assert_eq!(
+        scrape.get("circuit_breaker_keyed_live_breakers", &hosts),
+        2.0
+    );
+    assert_eq!(
+        scrape.get("circuit_breaker_keyed_max_breakers", &hosts),
+        2.0
+    );
+    assert_eq!(
+        scrape.get("circuit_breaker_keyed_overflowed_calls_total", &hosts),
+        1.0
+    );
+    assert_eq!(
+        scrape.get("circuit_breaker_keyed_evictions_total", &hosts),
+        1.0
+    );
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_keyed_max_breakers",
+            &[("group", "tenants")]
+        ),
+        1000.0
+    );
+    assert_eq!(
+        fleet.hosts.len() + fleet.tenants.len(),
+        5,
+        "2 hosts and 3 tenants"
+    );
+    for (family, kind) in [
+        ("circuit_breaker_keyed_breakers", "gauge"),
+        ("circuit_breaker_keyed_live_breakers", "gauge"),
+        ("circuit_breaker_keyed_max_breakers", "gauge"),
+        ("circuit_breaker_keyed_overflowed_calls_total", "counter"),
+        ("circuit_breaker_keyed_evictions_total", "counter"),
+    ] {
+        let (found, help, _) = &scrape.families[family];
+        assert_eq!(found, kind, "{family}");
+        assert!(!help.is_empty(), "{family} has no help");
+    }
+}
+
+#[test]
+fn without_keyed_groups_the_scrape_has_no_group_label_and_no_group_family() {
+    let scenario = scenario();
+    let text = metrics::render(&scenario.registry);
+    assert!(!text.contains("group=\""), "no `group` label");
+    assert!(!text.contains("circuit_breaker_keyed_"), "no group family");
+    assert_eq!(
+        RegistryCollector::new(scenario.registry.clone())
+            .keyed_aggregate(true)
+            .render(),
+        text,
+        "nothing to aggregate"
+    );
+}
+
+#[test]
+fn in_aggregate_keyed_breakers_have_no_series_of_their_own_and_the_group_families_stay() {
+    let fleet = fleet();
+    let per_key = RegistryCollector::new(fleet.registry.clone());
+    assert!(!per_key.is_keyed_aggregate(), "per key by default");
+    assert_eq!(per_key.render(), metrics::render(&fleet.registry));
+    let aggregate = RegistryCollector::new(fleet.registry.clone()).keyed_aggregate(true);
+    assert!(aggregate.is_keyed_aggregate());
+
+    let text = aggregate.render();
+    let (ok, printed) = promtool_check(&text);
+    assert!(
+        ok && printed.trim().is_empty(),
+        "promtool check metrics reported:\n{printed}\non:\n{text}"
+    );
+    let scrape = parse(&text);
+    assert_unique_to_prometheus(&scrape);
+    let full = parse(&per_key.render());
+
+    // No series of a keyed breaker; every named breaker's series as before.
+    for (series, labels) in scrape.samples.keys() {
+        if labels.contains_key("breaker") {
+            assert!(!labels.contains_key("group"), "{series}{labels:?}");
+        } else {
+            assert!(series.starts_with("circuit_breaker_keyed_"), "{series}");
+        }
+    }
+    // (Per key, a named breaker's series have an empty `group`: the same series to Prometheus.)
+    let named: BTreeMap<_, _> = full
+        .samples
+        .iter()
+        .filter(|((_, labels), _)| labels.get("group").is_some_and(String::is_empty))
+        .map(|((series, labels), value)| ((series.clone(), stored(labels)), *value))
+        .collect();
+    let named_here: BTreeMap<_, _> = scrape
+        .samples
+        .iter()
+        .filter(|((_, labels), _)| labels.contains_key("breaker"))
+        .map(|(key, value)| (key.clone(), *value))
+        .collect();
+    assert_eq!(named_here, named, "named breakers exported as before");
+    assert_eq!(scrape.series("circuit_breaker_state").len(), 5 * 2);
+
+    // The group families, the same as per key.
+    assert_eq!(group_samples(&scrape), group_samples(&full));
+    assert_eq!(group_samples(&scrape).len(), 2 * 9);
+    assert_eq!(
+        scrape.get(
+            "circuit_breaker_keyed_breakers",
+            &[("group", "hosts"), ("state", "open")]
+        ),
+        2.0
+    );
+
+    // What aggregate saves: the keyed breakers' series, 37 to 41 each.
+    let keyed_breakers = fleet.registry.snapshot().breakers.len() - 2;
+    let saved = full.samples.len() - scrape.samples.len();
+    assert!(
+        (37 * keyed_breakers..=41 * keyed_breakers).contains(&saved),
+        "{saved} series for {keyed_breakers} keyed breakers"
+    );
+
+    // The same in OpenMetrics.
+    assert_eq!(
+        parse_open(&aggregate.render_openmetrics()).samples,
+        scrape.samples
+    );
+}
+
+#[test]
+fn keys_named_like_other_breakers_never_repeat_a_series() {
+    let registry = CircuitBreakerRegistry::builder()
+        .clock(Clock::manual(&ManualClock::new()))
+        .default_config(base())
+        .breaker("shared", base())
+        .build()
+        .expect("valid settings");
+    let hosts = registry.keyed("hosts").build().expect("valid group");
+    let tenants = registry.keyed("tenants").build().expect("valid group");
+    // Prometheus reads `group=""` as no `group` label: this group's keys look like named
+    // breakers.
+    let unnamed = registry.keyed("").build().expect("valid group");
+    for group in [&hosts, &tenants, &unnamed] {
+        drop(group.get(Some("shared")));
+    }
+    unnamed.get(Some("shared")).isolate();
+    // A key function can return any string, the overflow breaker's name too.
+    let impostor = hosts.get(Some("<overflow>"));
+    assert!(
+        !impostor.ptr_eq(&hosts.overflow()),
+        "the key has a breaker of its own"
+    );
+    impostor.isolate();
+    drop(impostor);
+
+    for collector in [
+        RegistryCollector::new(registry.clone()),
+        RegistryCollector::new(registry.clone()).keyed_aggregate(true),
+    ] {
+        let text = collector.render();
+        // `parse` fails on a label set written twice; Prometheus also merges empty labels.
+        let scrape = parse(&text);
+        assert_unique_to_prometheus(&scrape);
+        let (ok, printed) = promtool_check(&text);
+        assert!(ok && printed.trim().is_empty(), "promtool: {printed}");
+
+        // The named breaker keeps its series (closed), not the unnamed group's key (isolated).
+        let named_state: Vec<_> = scrape
+            .series("circuit_breaker_state")
+            .into_iter()
+            .filter(|(labels, value)| {
+                labels["breaker"] == "shared"
+                    && labels.get("group").is_none_or(String::is_empty)
+                    && *value == 1.0
+            })
+            .map(|(labels, _)| labels["state"].clone())
+            .collect();
+        assert_eq!(named_state, ["closed"]);
+        if collector.is_keyed_aggregate() {
+            continue;
+        }
+        // The hosts' and tenants' keys each have theirs.
+        for group in ["hosts", "tenants"] {
+            assert_eq!(
+                scrape.get(
+                    "circuit_breaker_state",
+                    &[("breaker", "shared"), ("group", group), ("state", "closed")]
+                ),
+                1.0
+            );
+        }
+        // The overflow breaker keeps its series (closed), not the key named like it (isolated).
+        assert_eq!(
+            scrape.get(
+                "circuit_breaker_state",
+                &[
+                    ("breaker", "<overflow>"),
+                    ("group", "hosts"),
+                    ("state", "closed")
+                ]
+            ),
+            1.0
+        );
+        // The unnamed group's overflow breaker is there, as `group=""`.
+        assert_eq!(
+            scrape.get(
+                "circuit_breaker_state",
+                &[
+                    ("breaker", "<overflow>"),
+                    ("group", ""),
+                    ("state", "closed")
+                ]
+            ),
+            1.0
+        );
+    }
 }

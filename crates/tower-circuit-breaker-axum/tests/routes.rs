@@ -335,3 +335,165 @@ async fn the_routes_nest_under_a_prefix_in_an_app_with_state() {
         .unwrap()
         .contains("text"));
 }
+
+fn keyed_entry<'a>(report: &'a Value, group: &str, name: &str) -> &'a Value {
+    report["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["group"] == group && entry["name"] == name)
+        .unwrap_or_else(|| panic!("no {group} / {name} in {report}"))
+}
+
+#[tokio::test]
+async fn an_open_keyed_breaker_is_listed_with_its_group_and_makes_health_degraded() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let hosts = registry
+        .keyed("hosts")
+        .template(CircuitBreakerConfig::default().failure_threshold(1))
+        .max_breakers(100)
+        .build()
+        .unwrap();
+    let http = Http::new(serve(BreakerRoutes::new(registry.clone()).into_router()).await);
+    fail(&hosts.get(Some("api.example.com"))).await;
+    // A key named like the named `cache`: another breaker, with `cache`'s settings.
+    let cache_key = hosts.get(Some("cache"));
+    assert!(!cache_key.ptr_eq(&registry.get("cache").unwrap()));
+    cache_key
+        .call(|| async { Ok::<_, &str>(()) })
+        .await
+        .unwrap();
+    drop(cache_key);
+
+    let (status, report) = http.json("/health").await;
+    assert_eq!(status, StatusCode::OK, "degraded is still 200: {report}");
+    assert_eq!(report["status"], "degraded");
+    let (status, ready) = http.json("/health/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready["ready"], true);
+
+    // Every entry says its group: null for a named breaker.
+    let entries = report["breakers"].as_array().unwrap();
+    assert_eq!(entries.len(), 2 + 4, "db, cache; 2 keys, overflow, no key");
+    for entry in entries {
+        assert!(entry.get("group").is_some(), "{entry}");
+    }
+    assert_eq!(entry(&report, "db")["group"], Value::Null);
+    let named_cache = entry(&report, "cache");
+    assert_eq!(named_cache["group"], Value::Null);
+    assert_eq!(named_cache["total_calls"], 0);
+
+    let host = keyed_entry(&report, "hosts", "api.example.com");
+    assert_eq!(host["state"], "open");
+    assert_eq!(host["health"], "degraded");
+    assert_eq!(host["critical"], false);
+    assert_eq!(host["failed_calls"], 1);
+    assert!(host["retry_after_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(host["last_transition"]["to"], "open");
+    let cache_key = keyed_entry(&report, "hosts", "cache");
+    assert_eq!(cache_key["state"], "closed");
+    assert_eq!(cache_key["successful_calls"], 1);
+    for special in ["<overflow>", "<no key>"] {
+        assert_eq!(keyed_entry(&report, "hosts", special)["state"], "closed");
+    }
+
+    // The group's figures.
+    assert_eq!(
+        report["keyed"],
+        serde_json::json!([{
+            "group": "hosts",
+            "health": "degraded",
+            "live": 2,
+            "max_breakers": 100,
+            "overflowed_calls": 0,
+            "evictions": 0,
+            "by_state": { "closed": 3, "open": 1, "half_open": 0, "isolated": 0, "disabled": 0 },
+        }])
+    );
+
+    // A group whose keys are critical: one open key makes the app unhealthy.
+    let payments = registry
+        .keyed("payment-providers")
+        .template(
+            BreakerSettings::new(CircuitBreakerConfig::default().failure_threshold(1))
+                .critical(true),
+        )
+        .build()
+        .unwrap();
+    fail(&payments.get(Some("psp-1"))).await;
+    let (status, report) = http.json("/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(report["status"], "unhealthy");
+    assert_eq!(
+        keyed_entry(&report, "payment-providers", "psp-1")["health"],
+        "unhealthy"
+    );
+    assert_eq!(report["keyed"][1]["group"], "payment-providers");
+    assert_eq!(report["keyed"][1]["health"], "unhealthy");
+    assert_eq!(report["keyed"][0]["health"], "degraded");
+    let (status, ready) = http.json("/health/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready["ready"], false);
+}
+
+#[tokio::test]
+async fn without_keyed_groups_health_has_an_empty_keyed_list() {
+    let registry = registry(&ManualClock::new());
+    let http = Http::new(serve(BreakerRoutes::new(registry).into_router()).await);
+    let (_, report) = http.json("/health").await;
+    assert_eq!(report["keyed"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn the_metrics_route_exports_keyed_breakers_per_key_or_in_aggregate() {
+    let clock = ManualClock::new();
+    let registry = registry(&clock);
+    let hosts = registry
+        .keyed("hosts")
+        .template(CircuitBreakerConfig::default().failure_threshold(1))
+        .build()
+        .unwrap();
+    fail(&hosts.get(Some("api.example.com"))).await;
+
+    let per_key = Http::new(serve(BreakerRoutes::new(registry.clone()).into_router()).await);
+    let (status, headers, body) = per_key.send(Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        tower_circuit_breaker_axum::metrics::CONTENT_TYPE
+    );
+    assert!(
+        body.contains(
+            r#"circuit_breaker_state{breaker="api.example.com",group="hosts",state="open"} 1"#
+        ),
+        "{body}"
+    );
+    assert!(body.contains(r#"circuit_breaker_state{breaker="db",group="",state="closed"} 1"#));
+    assert!(body.contains(r#"circuit_breaker_keyed_breakers{group="hosts",state="open"} 1"#));
+
+    let aggregate = Http::new(
+        serve(
+            BreakerRoutes::new(registry.clone())
+                .keyed_metrics_aggregate(true)
+                .into_router(),
+        )
+        .await,
+    );
+    let (status, _, body) = aggregate.send(Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !body.contains("api.example.com"),
+        "no series per key: {body}"
+    );
+    assert!(!body.contains("<overflow>"));
+    assert!(body.contains(r#"circuit_breaker_state{breaker="db",state="closed"} 1"#));
+    assert!(body.contains(r#"circuit_breaker_keyed_breakers{group="hosts",state="open"} 1"#));
+    assert!(body.contains(r#"circuit_breaker_keyed_live_breakers{group="hosts"} 1"#));
+    // Health lists every breaker either way.
+    let (_, report) = aggregate.json("/health").await;
+    assert_eq!(
+        keyed_entry(&report, "hosts", "api.example.com")["state"],
+        "open"
+    );
+}

@@ -56,6 +56,11 @@
 //! breakers, by key, in the registry's snapshot, so in health and metrics. A key's breaker is
 //! never critical unless its settings say so: a failing host makes the app degraded.
 //!
+//! The registry's [`get`](crate::CircuitBreakerRegistry::get) and the axum crate's admin
+//! actions reach named breakers only. To act on a key's breaker, take it from its group:
+//! `group.get(Some("db-7.internal:5432")).isolate()` forces it open, and an isolated breaker
+//! stays in the group until [`reset`](crate::CircuitBreaker::reset).
+//!
 //! # Example
 //!
 //! ```
