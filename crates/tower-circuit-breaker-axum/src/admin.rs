@@ -10,6 +10,9 @@
 //! - 200 with the breaker's [health entry](crate::health::BreakerHealth) as JSON after the action.
 //!
 //! The token is compared in constant time; each action is logged with `tracing` at `info`.
+//!
+//! `{name}` names a breaker of the registry's own; the breakers of a [keyed
+//! group](tower_circuit_breaker::keyed) are not reached here (a key is not a name: 404).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -4,7 +4,8 @@ use std::borrow::Cow;
 ///
 /// `None` sends the request to the group's no-key breaker. A closure `Fn(&Request) ->
 /// Option<String>` is one (it allocates a key per request); implement the trait to borrow the
-/// key from the request instead, as [`ByAuthority`] does.
+/// key from the request instead, as `ByAuthority` does (with the `http`
+/// feature).
 pub trait KeyFor<Request> {
     /// The key of `request`, if it has one.
     fn key<'r>(&self, request: &'r Request) -> Option<Cow<'r, str>>;

@@ -3,7 +3,7 @@
 //! A client that talks to many hosts needs a breaker per host: one failing host must not open
 //! the circuit for the others. [`KeyedBreakers`] is such a group, and
 //! [`KeyedCircuitBreakerLayer`] puts it in a `tower` stack: each request goes through the
-//! breaker of its key, by default the host and port it is for ([`ByAuthority`], with the `http`
+//! breaker of its key, by default the host and port it is for (`ByAuthority`, with the `http`
 //! feature), made from a template config on the key's first request.
 //!
 //! Keys come from the network, so their number is bounded
