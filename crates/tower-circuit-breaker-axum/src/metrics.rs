@@ -111,12 +111,9 @@
 //! a stale series behind in Prometheus until it ages out). `/health` and the dashboard list
 //! every keyed breaker either way.
 //!
-//! A series is never written twice. Two breakers could only have the same labels if a key
-//! function returns the name of its group's overflow or no-key breaker (`<overflow>`, which no
-//! host name can be), or if a group is named with the empty string (Prometheus reads
-//! `group=""` as no `group` label) and has a key named like a named breaker: the named
-//! breaker, and the group's overflow or no-key breaker, keep their series and the key is left
-//! out (Prometheus would refuse the whole scrape otherwise).
+//! A series is never written twice: a group's name is never empty, its keys are distinct, and
+//! a key written like its group's overflow or no-key breaker (a key function can return any
+//! string) goes through the no-key breaker rather than getting one of its own.
 //!
 //! | exported | series |
 //! |---|---|
@@ -223,7 +220,6 @@
 //! Registered under [`Registry::sub_registry_with_prefix`](prometheus_client::registry::Registry::sub_registry_with_prefix),
 //! the families take that prefix in front of `circuit_breaker_`.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use prometheus_client::collector::Collector;
@@ -408,64 +404,28 @@ impl std::ops::Deref for Exported<'_> {
 }
 
 /// The breakers that get series of their own, in the snapshot's order: every named breaker,
-/// and with `per_key` every keyed one; never two with the same `breaker` and `group` labels.
+/// and with `per_key` every keyed one.
 ///
 /// When keyed breakers are among them, every series has a `group` label, empty for a named
 /// breaker (Prometheus reads an empty label as no label, so a named breaker's series stay the
 /// same series): a family's series all have the same label names, as Prometheus' own client
 /// libraries require and parsers expect. Without keyed breakers no series has one.
 ///
-/// Two breakers can share their labels only when a key is written like its group's overflow or
-/// no-key breaker (a key function can return any string), or when a group named with the empty
-/// string has a key named like a named breaker. Then the named breaker, or the group's overflow
-/// or no-key breaker, keeps the series and the key has none: Prometheus refuses a whole scrape
-/// that has a series twice.
+/// No two breakers share their labels: a group's name is never empty, its keys are distinct,
+/// and a key written like its group's overflow or no-key breaker goes to the no-key breaker.
 fn exported(snapshot: &RegistrySnapshot, per_key: bool) -> Vec<Exported<'_>> {
-    let all = &snapshot.breakers;
-    let with_group = per_key && all.iter().any(|breaker| breaker.group.is_some());
-    let id = |breaker| Id::of(breaker, with_group);
-    if !with_group {
-        return all
+    let with_group = per_key
+        && snapshot
+            .breakers
             .iter()
-            .filter(|breaker| breaker.group.is_none())
-            .map(|breaker| Exported {
-                breaker,
-                id: id(breaker),
-            })
-            .collect();
-    }
-    let mut keep = vec![false; all.len()];
-    let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(all.len());
-    let mut claim = |index: usize| {
-        let breaker = &all[index];
-        keep[index] = seen.insert((breaker.group.as_deref().unwrap_or(""), &breaker.name));
-    };
-    let (named, keyed): (Vec<usize>, Vec<usize>) =
-        (0..all.len()).partition(|&index| all[index].group.is_none());
-    for &index in &named {
-        claim(index);
-    }
-    // A group's breakers are listed together, the overflow and no-key breakers last: those two
-    // first, then the keys.
-    for run in keyed.chunk_by(|&a, &b| all[a].group == all[b].group) {
-        let (keys, special) = run.split_at(run.len().saturating_sub(2));
-        for &index in special.iter().chain(keys) {
-            claim(index);
-        }
-    }
-    let dropped = keep.iter().filter(|kept| !**kept).count();
-    if dropped > 0 {
-        tracing::debug!(
-            dropped,
-            "circuit breaker metrics: keyed breakers with the labels of another breaker are left out"
-        );
-    }
-    all.iter()
-        .zip(keep)
-        .filter(|(_, kept)| *kept)
-        .map(|(breaker, _)| Exported {
+            .any(|breaker| breaker.group.is_some());
+    snapshot
+        .breakers
+        .iter()
+        .filter(|breaker| with_group || breaker.group.is_none())
+        .map(|breaker| Exported {
             breaker,
-            id: id(breaker),
+            id: Id::of(breaker, with_group),
         })
         .collect()
 }

@@ -82,8 +82,9 @@ impl KeyedBreakers {
     }
 
     /// The breaker for `key`, made now if the key has none yet; the no-key breaker when `key` is
-    /// `None`, empty or longer than [`MAX_KEY_LEN`]; the overflow breaker when the group holds
-    /// its maximum and none of its breakers can be evicted.
+    /// `None`, empty, longer than [`MAX_KEY_LEN`] or the name of the overflow or no-key breaker
+    /// (so every breaker of a group has a name of its own); the overflow breaker when the group
+    /// holds its maximum and none of its breakers can be evicted.
     ///
     /// While the returned handle lives, its breaker is not evicted: hold it for the length of
     /// the call, and the call's outcome always lands on the breaker its key has.
@@ -201,6 +202,9 @@ impl KeyedBreakers {
     #[inline(never)]
     fn insert(&self, key: &str) -> KeyedBreaker {
         let inner = &*self.inner;
+        if key == inner.overflow.breaker.name() || key == inner.no_key.breaker.name() {
+            return self.no_key();
+        }
         let mut ring = self.ring();
         let guard = inner.map.guard();
         // Made by another thread meanwhile? (An evicted breaker left the map under this lock.)
@@ -540,8 +544,11 @@ impl KeyedBuilder {
     ///
     /// A [`ConfigError`] naming the setting: `template.<field>`, `keys.<key>.<field>`,
     /// `max_breakers` (at least 1), `overflow_name` or `no_key_name` (not empty, not the same),
-    /// or `group` (a registry already has a group of this name).
+    /// or `group` (empty, or a registry already has a group of this name).
     pub fn build(self) -> Result<KeyedBreakers, ConfigError> {
+        if self.group.is_empty() {
+            return Err(ConfigError::new("group", "must not be empty"));
+        }
         if self.max_breakers == 0 {
             return Err(ConfigError::new(
                 "max_breakers",
