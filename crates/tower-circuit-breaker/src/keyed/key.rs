@@ -38,22 +38,38 @@ pub struct ByAuthority;
 impl<B> KeyFor<http::Request<B>> for ByAuthority {
     #[inline]
     fn key<'r>(&self, request: &'r http::Request<B>) -> Option<Cow<'r, str>> {
-        let authority = match request.uri().authority() {
-            Some(authority) => authority.as_str(),
-            None => host_header(request.headers())?,
-        };
-        let host = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, host)| host);
-        if host.is_empty() || host.len() > super::MAX_KEY_LEN {
-            return None;
+        match request.uri().authority() {
+            Some(authority) => host_key(authority.as_str()),
+            None => host_key(host_header(request.headers())?),
         }
-        Some(if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
-            Cow::Owned(host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(host)
-        })
     }
+}
+
+/// A client stack that takes bare URIs (`hyper_util`'s `Client` as a `Service<Uri>`) is keyed
+/// by their authority the same way.
+#[cfg(feature = "http")]
+impl KeyFor<http::Uri> for ByAuthority {
+    #[inline]
+    fn key<'r>(&self, uri: &'r http::Uri) -> Option<Cow<'r, str>> {
+        host_key(uri.authority()?.as_str())
+    }
+}
+
+/// An authority as a key: without credentials, lowercased, not empty nor too long.
+#[cfg(feature = "http")]
+#[inline]
+fn host_key(authority: &str) -> Option<Cow<'_, str>> {
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.len() > super::MAX_KEY_LEN {
+        return None;
+    }
+    Some(if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// The `Host` header, if it is one valid authority (checked by `http`'s own parser).
