@@ -19,6 +19,20 @@
 //! curl -X POST 'http://127.0.0.1:3000/upstream?fail=0&latency_ms=20'      # recover
 //! ```
 //!
+//! Beside the named breakers, a keyed group `hosts` has a breaker per upstream host: three more
+//! upstreams (hosts 1 to 3, each on its own port, so its own authority) are called through
+//! `GET /hosts/{n}` and one client stack whose breaker layer is a `KeyedCircuitBreakerLayer`.
+//! One failing host opens its own breaker only, and the app is degraded, not unhealthy (no key
+//! is critical):
+//!
+//! ```text
+//! curl -X POST 'http://127.0.0.1:3000/upstream?host=2&fail=1'             # host 2 fails
+//! curl -i http://127.0.0.1:3000/hosts/2                                   # 503 once it is open
+//! ```
+//!
+//! `/metrics` exports the group in aggregate (`circuit_breaker_keyed_*`, by state), as a large
+//! fleet of hosts would; `/health` and the dashboard list every host's breaker.
+//!
 //! Options: `--addr HOST:PORT` (or `AXUM_HEALTH_ADDR`; default `127.0.0.1:3000`),
 //! `--config PATH` (another breakers file), `--no-traffic`. The admin token is read from
 //! `BREAKERS_ADMIN_TOKEN`, or made up at start and printed. Transitions are logged at `info`
@@ -48,6 +62,7 @@ use serde::Deserialize;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_circuit_breaker::fallback::{ErrorPredicate, FallbackLayer, IsRejection, IsTimeout};
+use tower_circuit_breaker::keyed::{KeyedBreakers, KeyedCircuitBreakerLayer};
 use tower_circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, CircuitBreakerRegistry, HttpClassifier, RetryPolicy,
 };
@@ -71,10 +86,17 @@ struct Options {
     traffic: bool,
 }
 
+/// Upstream hosts behind the keyed group.
+const HOSTS: usize = 3;
+
 #[derive(Clone)]
 struct App {
     upstream: TunableUpstream,
     stacks: Arc<BTreeMap<String, Stack>>,
+    /// The upstream hosts of the keyed group, host 1 first.
+    hosts: Arc<Vec<TunableUpstream>>,
+    /// One stack for every host: the breaker layer picks the host's breaker.
+    hosts_stack: Stack,
 }
 
 #[tokio::main]
@@ -94,6 +116,13 @@ async fn main() -> Result<(), BoxError> {
         .into_iter()
         .map(|breaker| (breaker.name().to_owned(), stack(breaker)))
         .collect();
+    let mut hosts = Vec::with_capacity(HOSTS);
+    for _ in 0..HOSTS {
+        hosts.push(TunableUpstream::start(START).await?);
+    }
+    // The file's default settings for each host; at most 100 hosts.
+    let group = registry.keyed("hosts").max_breakers(100).build()?;
+    let hosts_stack = keyed_stack(group);
     let token = std::env::var("BREAKERS_ADMIN_TOKEN")
         .ok()
         .filter(|token| !token.is_empty())
@@ -101,14 +130,18 @@ async fn main() -> Result<(), BoxError> {
 
     let app = Router::new()
         .route("/call/{name}", get(call))
+        .route("/hosts/{n}", get(call_host))
         .route("/upstream", get(knobs).post(tune))
         .with_state(App {
             upstream: upstream.clone(),
             stacks: Arc::new(stacks.clone()),
+            hosts: Arc::new(hosts.clone()),
+            hosts_stack: hosts_stack.clone(),
         })
         .merge(
             BreakerRoutes::new(registry)
                 .admin_token(&token)
+                .keyed_metrics_aggregate(true)
                 .into_router(),
         );
 
@@ -125,6 +158,7 @@ async fn main() -> Result<(), BoxError> {
         "  calls      http://{addr}/call/{{name}}   for {}",
         names.join(", ")
     );
+    println!("  hosts      http://{addr}/hosts/{{n}}    for n in 1..={HOSTS}, a breaker per host");
     println!("  upstream   curl -X POST 'http://{addr}/upstream?fail=0.8&latency_ms=300'");
     println!("  admin      curl -X POST -H 'Authorization: Bearer {token}' http://{addr}/breakers/pgmq/reset");
     if options.traffic {
@@ -134,6 +168,9 @@ async fn main() -> Result<(), BoxError> {
         );
         for (name, stack) in &stacks {
             tokio::spawn(traffic(stack.clone(), upstream.url(name)));
+        }
+        for host in &hosts {
+            tokio::spawn(traffic(hosts_stack.clone(), host.url("api")));
         }
     }
 
@@ -149,15 +186,6 @@ async fn main() -> Result<(), BoxError> {
 /// timeout, retry, circuit breaker, per-try timeout, hyper client.
 fn stack(breaker: CircuitBreaker) -> Stack {
     let name = breaker.name().to_owned();
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let client = tower::service_fn(move |uri: Uri| {
-        let client = client.clone();
-        async move {
-            let (parts, body) = client.get(uri).await?.into_parts();
-            let body = body.collect().await?.to_bytes();
-            Ok::<_, BoxError>(http::Response::from_parts(parts, body))
-        }
-    });
     let service = ServiceBuilder::new()
         // A rejection or a timeout gets a degraded answer instead of an error.
         .layer(
@@ -173,8 +201,45 @@ fn stack(breaker: CircuitBreaker) -> Stack {
         )
         .layer(CircuitBreakerLayer::new(breaker).classify_with(HttpClassifier::new()))
         .timeout(Duration::from_millis(1500))
-        .service(client);
+        .service(client());
     BoxCloneSyncService::new(service)
+}
+
+/// The same stack for many hosts: the breaker layer is keyed by each request's authority.
+fn keyed_stack(group: KeyedBreakers) -> Stack {
+    let service = ServiceBuilder::new()
+        .layer(
+            FallbackLayer::new_sync(|err: BoxError| fallback("hosts", &err))
+                .when(IsRejection.or(IsTimeout)),
+        )
+        .timeout(Duration::from_secs(5))
+        .retry(
+            RetryPolicy::new()
+                .max_attempts(3)
+                .base_delay(Duration::from_millis(50))
+                .classify_with(HttpClassifier::new()),
+        )
+        .layer(KeyedCircuitBreakerLayer::new(group).classify_with(HttpClassifier::new()))
+        .timeout(Duration::from_millis(1500))
+        .service(client());
+    BoxCloneSyncService::new(service)
+}
+
+/// A hyper client as a `Service<Uri>`, its response body read whole.
+fn client() -> impl Service<Uri, Response = http::Response<Bytes>, Error = BoxError, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    tower::service_fn(move |uri: Uri| {
+        let client = client.clone();
+        async move {
+            let (parts, body) = client.get(uri).await?.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, BoxError>(http::Response::from_parts(parts, body))
+        }
+    })
 }
 
 /// The fallback's answer: 503, with `Retry-After` as the route layer gives it (whole seconds,
@@ -213,10 +278,32 @@ async fn call(State(app): State<App>, Path(name): Path<String>) -> Response {
         )
             .into_response();
     };
-    let Ok(uri) = app.upstream.url(&name).parse::<Uri>() else {
+    forward(stack.clone(), &app.upstream.url(&name), &name).await
+}
+
+/// `GET /hosts/{n}`: upstream host `n`'s answer, through the breaker of its authority.
+async fn call_host(State(app): State<App>, Path(n): Path<usize>) -> Response {
+    let Some(host) = n.checked_sub(1).and_then(|index| app.hosts.get(index)) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no host {n}: hosts are 1 to {HOSTS}\n"),
+        )
+            .into_response();
+    };
+    forward(
+        app.hosts_stack.clone(),
+        &host.url("api"),
+        &format!("host {n}"),
+    )
+    .await
+}
+
+/// Sends `url` through `stack`, and answers with what came back.
+async fn forward(stack: Stack, url: &str, name: &str) -> Response {
+    let Ok(uri) = url.parse::<Uri>() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    match stack.clone().oneshot(uri).await {
+    match stack.oneshot(uri).await {
         Ok(response) => {
             let (parts, body) = response.into_parts();
             let mut answer = body.into_response();
@@ -238,17 +325,30 @@ async fn call(State(app): State<App>, Path(name): Path<String>) -> Response {
 
 #[derive(Debug, Deserialize)]
 struct Tune {
+    /// One of the keyed group's hosts (1 to 3) instead of the named breakers' upstream.
+    host: Option<usize>,
     service: Option<String>,
     fail: Option<f64>,
     latency_ms: Option<u64>,
 }
 
-/// `POST /upstream?fail=0.8&latency_ms=300[&service=pgmq]`: changes how the upstream behaves.
+/// `POST /upstream?fail=0.8&latency_ms=300[&service=pgmq | &host=2]`: changes how the upstream
+/// (or one of the hosts) behaves.
 async fn tune(State(app): State<App>, Query(tune): Query<Tune>) -> Response {
-    let current = app
-        .upstream
-        .knobs()
-        .of(tune.service.as_deref().unwrap_or(""));
+    let upstream = match tune.host {
+        None => &app.upstream,
+        Some(n) => match n.checked_sub(1).and_then(|index| app.hosts.get(index)) {
+            Some(host) => host,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("host: must be 1 to {HOSTS}, got {n}\n"),
+                )
+                    .into_response()
+            }
+        },
+    };
+    let current = upstream.knobs().of(tune.service.as_deref().unwrap_or(""));
     let fail = tune.fail.unwrap_or(current.fail);
     if !(0.0..=1.0).contains(&fail) {
         return (
@@ -258,10 +358,9 @@ async fn tune(State(app): State<App>, Query(tune): Query<Tune>) -> Response {
             .into_response();
     }
     let latency_ms = tune.latency_ms.unwrap_or(current.latency_ms).min(60_000);
-    app.upstream
-        .set(tune.service.as_deref(), Behaviour { fail, latency_ms });
-    tracing::info!(service = ?tune.service, fail, latency_ms, "upstream retuned");
-    Json(app.upstream.knobs()).into_response()
+    upstream.set(tune.service.as_deref(), Behaviour { fail, latency_ms });
+    tracing::info!(host = ?tune.host, service = ?tune.service, fail, latency_ms, "upstream retuned");
+    Json(upstream.knobs()).into_response()
 }
 
 /// `GET /upstream`: how the upstream behaves now.

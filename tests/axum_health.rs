@@ -2,8 +2,12 @@
 //! port, its upstream driven to fail over HTTP; the breaker opens as `/health` and `/metrics`
 //! show, then closes after the upstream recovers.
 //!
-//! A second test loads the main job's dashboard, with the breakers of `examples/breakers.yaml`,
-//! in headless Chromium and writes a screenshot of it to `target/axum_health.png`.
+//! A second test makes one of the main job's upstream hosts fail: only that host's breaker, in
+//! the keyed group `hosts`, opens, and the app is degraded.
+//!
+//! A third test loads the main job's dashboard, with the breakers of `examples/breakers.yaml`
+//! and the hosts' keyed breakers, in headless Chromium and writes a screenshot of it to
+//! `target/axum_health.png`.
 //!
 //! The binary keeps real time, so this test uses a breakers file with a 200 ms break and polls
 //! `/health` for the change it waits for (bounded), rather than sleeping a fixed time.
@@ -207,6 +211,91 @@ async fn the_main_job_opens_a_breaker_when_its_upstream_fails_and_closes_it_afte
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+impl Http {
+    /// The keyed group's entries in `/health`: (key, state).
+    async fn hosts(&self) -> Vec<(String, String)> {
+        let (_, report) = self.health().await;
+        report["breakers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["group"] == "hosts")
+            .map(|entry| {
+                let field = |name: &str| entry[name].as_str().unwrap().to_owned();
+                (field("name"), field("state"))
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_host_opens_only_its_own_breaker_in_the_keyed_group() {
+    let dir = std::env::temp_dir().join(format!("tcb-axum-hosts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("breakers.yaml");
+    std::fs::write(&config, BREAKERS).unwrap();
+    let job = MainJob::start(Some(&config));
+    let http = Http {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        base: job.base.clone(),
+    };
+    for n in 1..=3 {
+        let (status, body) = http.send(Method::GET, &format!("/hosts/{n}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let hosts = http.hosts().await;
+    // Three hosts, each its own authority, and the group's overflow and no-key breakers.
+    assert_eq!(hosts.len(), 5, "{hosts:?}");
+    assert!(
+        hosts.iter().all(|(_, state)| state == "closed"),
+        "{hosts:?}"
+    );
+
+    let (status, _) = http
+        .send(Method::POST, "/upstream?host=2&fail=1&latency_ms=0")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Each request is three tries: two requests are six failures, past the threshold of five.
+    for _ in 0..2 {
+        http.send(Method::GET, "/hosts/2").await;
+    }
+    let (status, body) = http.send(Method::GET, "/hosts/2").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("circuit open"), "{body}");
+    let (status, body) = http.send(Method::GET, "/hosts/1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let open: Vec<_> = http
+        .hosts()
+        .await
+        .into_iter()
+        .filter(|(_, state)| state != "closed")
+        .collect();
+    assert_eq!(open.len(), 1, "only host 2's breaker: {open:?}");
+    assert_eq!(open[0].1, "open");
+    assert!(
+        open[0].0.starts_with("127.0.0.1:"),
+        "keyed by authority: {open:?}"
+    );
+    // A key is not critical: degraded, still 200.
+    let (status, report) = http.health().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["status"], "degraded");
+    // The group in aggregate on /metrics, and no series of its own per key.
+    assert_eq!(
+        http.sample(r#"circuit_breaker_keyed_breakers{group="hosts",state="open"}"#)
+            .await,
+        Some(1.0)
+    );
+    let (_, text) = http.send(Method::GET, "/metrics").await;
+    assert!(
+        !text.contains(&format!("breaker=\"{}\"", open[0].0)),
+        "{text}"
+    );
+    drop(job);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_jobs_dashboard_shows_every_configured_breaker_with_its_state() {
     let job = MainJob::start(None);
@@ -219,6 +308,9 @@ async fn the_main_jobs_dashboard_shows_every_configured_breaker_with_its_state()
     let (status, _) = http.send(Method::POST, "/breakers/database/isolate").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(http.state_of("database").await, "isolated");
+    for n in 1..=3 {
+        http.send(Method::GET, &format!("/hosts/{n}")).await;
+    }
 
     let screenshot = browser::target_dir().join("axum_health.png");
     let _ = std::fs::remove_file(&screenshot);
@@ -230,7 +322,10 @@ async fn the_main_jobs_dashboard_shows_every_configured_breaker_with_its_state()
     .await;
     let dom = page.dom();
     let cards = browser::elements(dom, "article", "data-breaker=");
-    let states: std::collections::BTreeMap<&str, &str> = cards
+    let (keyed, named): (Vec<_>, Vec<_>) = cards
+        .iter()
+        .partition(|card| card.attributes.contains_key("data-group"));
+    let states: std::collections::BTreeMap<&str, &str> = named
         .iter()
         .map(|card| (card.attribute("data-breaker"), card.attribute("data-state")))
         .collect();
@@ -246,6 +341,11 @@ async fn the_main_jobs_dashboard_shows_every_configured_breaker_with_its_state()
         .collect(),
         "every breaker of examples/breakers.yaml, drawn with its state"
     );
+    // The hosts' group: three hosts, its overflow and no-key breakers.
+    assert_eq!(keyed.len(), 5, "{keyed:?}");
+    assert!(keyed
+        .iter()
+        .all(|card| card.attribute("data-group") == "hosts"));
     let status = browser::elements(dom, "span", "id=\"status\"");
     assert_eq!(status[0].attribute("data-status"), "unhealthy");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
