@@ -4,7 +4,6 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
@@ -16,8 +15,12 @@ use crate::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Clock, ConfigErr
 /// goes to the no-key breaker.
 pub const MAX_KEY_LEN: usize = 260;
 
-/// How often the overflow is logged at most.
-const WARN_EVERY: Duration = Duration::from_secs(60);
+/// After a sweep that found nothing to evict, the next `len / SKIP_AFTER_FAILED_SWEEP` new keys
+/// go to the overflow breaker without one.
+const SKIP_AFTER_FAILED_SWEEP: usize = 16;
+
+/// How often the overflow is logged at most, by the group's clock: a minute.
+const WARN_EVERY_NANOS: u64 = 60_000_000_000;
 
 /// One breaker per key, made on first use, at most [`max_breakers`](KeyedBuilder::max_breakers)
 /// of them. A cheap handle: clones share the breakers. See the [module docs](super).
@@ -62,9 +65,12 @@ struct Ring {
     slots: Vec<Arc<Slot>>,
     hand: usize,
     /// New keys still to send to the overflow breaker without a sweep, after a sweep that found
-    /// nothing to evict: a flood of new keys while every breaker is pinned costs no sweep each.
+    /// nothing to evict: a sixteenth of the ring, so a flood of new keys while every breaker is
+    /// pinned costs at most 32 slot visits a key, and a group whose breakers free up takes new
+    /// keys again after that many.
     skip: usize,
-    warned: Option<Instant>,
+    /// When the overflow was last logged, by the group's clock.
+    warned: Option<u64>,
 }
 
 impl KeyedBreakers {
@@ -145,29 +151,35 @@ impl KeyedBreakers {
         self.inner.evicted.load(Ordering::Relaxed)
     }
 
-    /// Every breaker of the group, the overflow and no-key breakers last, each with whether it
-    /// is critical for health.
+    /// Every breaker of the group, by key, the overflow and no-key breakers last, each with
+    /// whether it is critical for health.
+    ///
+    /// A breaker held by a clone of its handle is not evicted (see the [module docs](super)):
+    /// keep these only as long as needed.
     pub fn breakers(&self) -> Vec<(CircuitBreaker, bool)> {
-        let mut out: Vec<(CircuitBreaker, bool)> = self
-            .ring()
-            .slots
+        self.slots()
             .iter()
             .map(|slot| (slot.breaker.clone(), slot.critical))
-            .collect();
-        out.sort_unstable_by(|(a, _), (b, _)| a.name().cmp(b.name()));
-        for slot in [&self.inner.overflow, &self.inner.no_key] {
-            out.push((slot.breaker.clone(), slot.critical));
-        }
-        out
+            .collect()
     }
 
-    /// A snapshot of the group: its figures, and every breaker's (named by its key).
+    /// The slots, by key, the overflow and no-key ones last. Holding a slot does not keep its
+    /// breaker from being evicted (as a handle to the breaker would).
+    fn slots(&self) -> Vec<Arc<Slot>> {
+        let mut slots = self.ring().slots.clone();
+        slots.sort_unstable_by(|a, b| a.breaker.name().cmp(b.breaker.name()));
+        slots.extend([&self.inner.overflow, &self.inner.no_key].map(Arc::clone));
+        slots
+    }
+
+    /// A snapshot of the group: its figures, and every breaker's (named by its key). Taking one
+    /// keeps no breaker from being evicted; one evicted meanwhile is read as it was.
     pub fn snapshot(&self) -> KeyedSnapshot {
         let breakers: Vec<BreakerSnapshot> = self
-            .breakers()
-            .into_iter()
-            .map(|(breaker, critical)| {
-                BreakerSnapshot::of(&breaker, critical, Some(self.inner.group.clone()))
+            .slots()
+            .iter()
+            .map(|slot| {
+                BreakerSnapshot::of(&slot.breaker, slot.critical, Some(self.inner.group.clone()))
             })
             .collect();
         let mut by_state = [0; CircuitState::ALL.len()];
@@ -237,10 +249,10 @@ impl KeyedBreakers {
 
     fn overflowed(&self, ring: &mut Ring) -> KeyedBreaker {
         self.inner.overflowed.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
+        let now = self.inner.maker.clock.now_nanos();
         if ring
             .warned
-            .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
+            .is_none_or(|at| now.saturating_sub(at) >= WARN_EVERY_NANOS)
         {
             ring.warned = Some(now);
             tracing::warn!(
@@ -281,7 +293,7 @@ impl Ring {
                 return Some(at);
             }
         }
-        self.skip = len;
+        self.skip = len / SKIP_AFTER_FAILED_SWEEP;
         None
     }
 }

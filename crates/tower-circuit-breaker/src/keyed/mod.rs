@@ -18,7 +18,10 @@
 //!   every call's outcome lands on the breaker its key had when the call began.
 //! - When nothing can be evicted, calls for new keys go through one shared **overflow** breaker
 //!   (named `<overflow>`), counted in [`overflowed_calls`](KeyedBreakers::overflowed_calls) and
-//!   logged at most once a minute. Memory never grows past the bound, and nothing panics.
+//!   logged at most once a minute (by the group's clock). A sweep that finds nothing to evict
+//!   is not repeated for the next sixteenth of the bound in new keys, so a flood of new keys
+//!   while every breaker is pinned costs a bounded number of slot visits a key. Memory never
+//!   grows past the bound, and nothing panics.
 //! - A request **without a usable key** (no authority and no valid `Host` header, an empty one,
 //!   one longer than [`MAX_KEY_LEN`], bytes that are not a valid authority) goes through the
 //!   `<no key>` breaker.
