@@ -19,7 +19,8 @@
 //!   is half the one-thread figure.
 //! - `keyed_parts_1t`: where a keyed call's time goes. `get_1000_keys` is
 //!   `KeyedBreakers::get` for the 1 000 keys in turn (the map lookup and the pin, the handle
-//!   dropped at once); `get_one_key` the same for one key; `bare_one_key`,
+//!   dropped at once); `get_one_key` the same for one key; `key_by_authority_1000` is
+//!   [`ByAuthority`] taking the key of each of the 1 000 requests in turn; `bare_one_key`,
 //!   `ours_layer_one_key` and `keyed_layer_one_key` the requests of `keyed_closed_1t` all for
 //!   `h0.example:80`, so that what a call touches stays in the cache.
 //!
@@ -52,7 +53,7 @@ use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use http::{Request, Uri};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{service_fn, BoxError, Layer, Service, ServiceExt};
-use tower_circuit_breaker::keyed::{KeyedBreakers, KeyedCircuitBreakerLayer};
+use tower_circuit_breaker::keyed::{ByAuthority, KeyFor, KeyedBreakers, KeyedCircuitBreakerLayer};
 use tower_circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Transition,
 };
@@ -456,6 +457,18 @@ fn keyed_parts_1t(c: &mut Criterion) {
         b.iter(|| {
             let breaker = group.get(Some(black_box(&keys[0])));
             u64::from(breaker.state() == CircuitState::Closed)
+        });
+    });
+    let by_authority = ByAuthority::default();
+    let mut next = 0;
+    bench.bench_function("key_by_authority_1000", |b| {
+        b.iter(|| {
+            let key = by_authority.key(&requests[next]);
+            next += 1;
+            if next == requests.len() {
+                next = 0;
+            }
+            key.map_or(0, |key| key.len() as u64)
         });
     });
     let one = vec![requests[0].clone()];
