@@ -1162,8 +1162,14 @@ impl Guard<'_> {
             generation,
             at,
         };
-        if history.recent.len() == RECENT_TRANSITIONS {
+        let kept = history.recent.len();
+        if kept == RECENT_TRANSITIONS {
             history.recent.pop_front();
+        } else if kept == history.recent.capacity() {
+            // Grow 4, 8, then the last ten exactly (not 16).
+            history
+                .recent
+                .reserve_exact((kept * 2).clamp(4, RECENT_TRANSITIONS) - kept);
         }
         history.recent.push_back(transition.clone());
         self.announce.transitions.push(transition);

@@ -59,6 +59,21 @@ impl KeyFor<http::Uri> for ByAuthority {
 #[cfg(feature = "http")]
 #[inline]
 fn host_key(authority: &str) -> Option<Cow<'_, str>> {
+    if authority.is_empty() || authority.len() > super::MAX_KEY_LEN {
+        return host_key_rewritten(authority);
+    }
+    // `@` and `A` to `Z` are next to each other in ASCII: one range test per byte finds both
+    // credentials and capitals, and most authorities have neither.
+    if authority.bytes().any(|byte| (b'@'..=b'Z').contains(&byte)) {
+        return host_key_rewritten(authority);
+    }
+    Some(Cow::Borrowed(authority))
+}
+
+/// [`host_key`] for an authority with credentials or capitals (or of a length to refuse).
+#[cfg(feature = "http")]
+#[cold]
+fn host_key_rewritten(authority: &str) -> Option<Cow<'_, str>> {
     let host = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
