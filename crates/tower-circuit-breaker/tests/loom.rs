@@ -676,7 +676,10 @@ fn an_eviction_racing_a_call_never_takes_the_breaker_the_call_went_through() {
         };
         let evicted = pins.evict_if(|| !breaker.state().is_failure_state());
         let called = caller.join().expect("caller");
-        assert!(!(evicted && called), "evicted a breaker a call went through");
+        assert!(
+            !(evicted && called),
+            "evicted a breaker a call went through"
+        );
         if !evicted {
             assert!(pins.pin(), "a breaker kept must stay usable");
         }
