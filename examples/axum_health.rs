@@ -59,8 +59,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use tower::timeout::Timeout;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_circuit_breaker::fallback::{ErrorPredicate, FallbackLayer, IsRejection, IsTimeout};
 use tower_circuit_breaker::keyed::{KeyedBreakers, KeyedCircuitBreakerLayer};
 use tower_circuit_breaker::{
@@ -186,6 +187,32 @@ async fn main() -> Result<(), BoxError> {
 /// timeout, retry, circuit breaker, per-try timeout, hyper client.
 fn stack(breaker: CircuitBreaker) -> Stack {
     let name = breaker.name().to_owned();
+    resilient(
+        name,
+        CircuitBreakerLayer::new(breaker).classify_with(HttpClassifier::new()),
+    )
+}
+
+/// The same stack for many hosts: the breaker layer is keyed by each request's authority.
+fn keyed_stack(group: KeyedBreakers) -> Stack {
+    resilient(
+        "hosts".to_owned(),
+        KeyedCircuitBreakerLayer::new(group).classify_with(HttpClassifier::new()),
+    )
+}
+
+/// Fallback, overall timeout, retry, then `breaker` (a breaker layer), a per-try timeout and
+/// the hyper client.
+fn resilient<L>(name: String, breaker: L) -> Stack
+where
+    L: Layer<Timeout<Stack>>,
+    L::Service: Service<Uri, Response = http::Response<Bytes>, Error = BoxError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as Service<Uri>>::Future: Send,
+{
     let service = ServiceBuilder::new()
         // A rejection or a timeout gets a degraded answer instead of an error.
         .layer(
@@ -199,47 +226,23 @@ fn stack(breaker: CircuitBreaker) -> Stack {
                 .base_delay(Duration::from_millis(50))
                 .classify_with(HttpClassifier::new()),
         )
-        .layer(CircuitBreakerLayer::new(breaker).classify_with(HttpClassifier::new()))
-        .timeout(Duration::from_millis(1500))
-        .service(client());
-    BoxCloneSyncService::new(service)
-}
-
-/// The same stack for many hosts: the breaker layer is keyed by each request's authority.
-fn keyed_stack(group: KeyedBreakers) -> Stack {
-    let service = ServiceBuilder::new()
-        .layer(
-            FallbackLayer::new_sync(|err: BoxError| fallback("hosts", &err))
-                .when(IsRejection.or(IsTimeout)),
-        )
-        .timeout(Duration::from_secs(5))
-        .retry(
-            RetryPolicy::new()
-                .max_attempts(3)
-                .base_delay(Duration::from_millis(50))
-                .classify_with(HttpClassifier::new()),
-        )
-        .layer(KeyedCircuitBreakerLayer::new(group).classify_with(HttpClassifier::new()))
+        .layer(breaker)
         .timeout(Duration::from_millis(1500))
         .service(client());
     BoxCloneSyncService::new(service)
 }
 
 /// A hyper client as a `Service<Uri>`, its response body read whole.
-fn client() -> impl Service<Uri, Response = http::Response<Bytes>, Error = BoxError, Future: Send>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
+fn client() -> Stack {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    tower::service_fn(move |uri: Uri| {
+    BoxCloneSyncService::new(tower::service_fn(move |uri: Uri| {
         let client = client.clone();
         async move {
             let (parts, body) = client.get(uri).await?.into_parts();
             let body = body.collect().await?.to_bytes();
             Ok::<_, BoxError>(http::Response::from_parts(parts, body))
         }
-    })
+    }))
 }
 
 /// The fallback's answer: 503, with `Retry-After` as the route layer gives it (whole seconds,
