@@ -143,7 +143,9 @@ where
 
 /// A group with the default config and bound (1 000), every host's breaker made.
 fn warm_group(requests: &[Request<()>]) -> KeyedBreakers {
-    let group = KeyedBreakers::new("hosts");
+    let group = KeyedBreakers::builder("hosts")
+        .build()
+        .expect("valid settings");
     let mut service = KeyedCircuitBreakerLayer::new(group.clone()).layer(upstream());
     let mut cycle = Cycle::new(requests.to_vec());
     for _ in 0..HOSTS {

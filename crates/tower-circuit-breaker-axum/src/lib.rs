@@ -11,13 +11,13 @@
 //! - [`health`]: the JSON report and the rules for healthy, degraded and unhealthy.
 //! - [`metrics`]: the Prometheus exposition, also as a collector for an app's own
 //!   `prometheus-client` registry.
+//! - [`route`]: a layer that puts a breaker on axum routes, counting 5xx responses as failures
+//!   and answering rejections with 503 and `Retry-After` ([`RejectionResponse`]).
 //!
 //! The breakers of a registry's [keyed groups](tower_circuit_breaker::keyed) (one per host, per
 //! tenant) are shown like named ones, with their group: in the health report, on the dashboard
 //! (a section per group) and in the metrics (a `group` label), where they can also be exported
 //! by group only, to bound what a large fleet of keys costs Prometheus.
-//! - [`route`]: a layer that puts a breaker on axum routes, counting 5xx responses as failures
-//!   and answering rejections with 503 and `Retry-After` ([`RejectionResponse`]).
 //!
 //! # Example
 //!

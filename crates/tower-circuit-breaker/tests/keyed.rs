@@ -168,6 +168,52 @@ fn a_key_used_again_outlives_keys_used_once() {
 }
 
 #[test]
+fn lookup_finds_a_keys_breaker_and_never_makes_evicts_or_overflows() {
+    let group = KeyedBreakers::builder("hosts")
+        .template(trips_at_once())
+        .max_breakers(2)
+        .build()
+        .unwrap();
+    assert!(group.lookup("a").is_none(), "no breaker made by a lookup");
+    assert_eq!(group.len(), 0);
+    open_with_fingerprint(&group, "a", 2);
+    touch(&group, ["b"]);
+    // Found, the same breaker, and acting on it acts on the group's.
+    let found = group.lookup("a").expect("a has a breaker");
+    assert!(found.ptr_eq(&group.get(Some("a"))));
+    drop(found);
+    // A full group: a lookup of a new key evicts nothing and answers with no overflow breaker.
+    assert!(group.lookup("c").is_none());
+    assert_eq!(live_keys(&group), ["a", "b"].map(str::to_owned).into());
+    assert_eq!((group.evictions(), group.overflowed_calls()), (0, 0));
+    // `reset` through a lookup frees an open key's place.
+    group.lookup("a").unwrap().reset();
+    touch(&group, ["c", "d"]);
+    assert!(
+        group.lookup("a").is_none(),
+        "a was closed and idle, so evicted"
+    );
+}
+
+/// A breaker disabled by hand is evictable like a closed one; one isolated by hand is not.
+#[test]
+fn a_disabled_breaker_is_evictable_and_an_isolated_one_is_not() {
+    let group = KeyedBreakers::builder("hosts")
+        .max_breakers(2)
+        .build()
+        .unwrap();
+    touch(&group, ["disabled", "isolated"]);
+    group.lookup("disabled").unwrap().disable();
+    group.lookup("isolated").unwrap().isolate();
+    flood(&group, "new", 10);
+    assert!(group.lookup("disabled").is_none());
+    assert_eq!(
+        group.lookup("isolated").unwrap().state(),
+        CircuitState::Isolated
+    );
+}
+
+#[test]
 fn a_bound_of_one_still_holds_and_still_admits() {
     let group = KeyedBreakers::builder("hosts")
         .max_breakers(1)

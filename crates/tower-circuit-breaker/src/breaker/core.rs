@@ -704,6 +704,12 @@ impl Shared {
 
     /// The state now, after applying what time alone decides (a break that ended, a probe that
     /// overran its timeout).
+    /// The state the word holds, without applying time-driven transitions (which only move
+    /// between open and half-open).
+    pub(crate) fn stored_state(&self) -> CircuitState {
+        word::state(self.word.load(Ordering::Acquire))
+    }
+
     pub(crate) fn state(&self) -> CircuitState {
         let word = self.word.load(Ordering::Acquire);
         let now = match word::tag(word) {

@@ -4,8 +4,10 @@
 //! stripe of its own on its first call to any breaker (a bit in one process-wide word) and gives
 //! it back when it exits. The owner is the only thread that writes its stripe, so it counts with a
 //! plain load and store, no locked instruction; threads beyond the owned stripes share stripe 0
-//! and count there with atomic adds. A snapshot adds the stripes up. Counters never go down, and none wraps: the counts are 64-bit
-//! (a million calls a second for 500,000 years), and the latency sum carries into a second word.
+//! and count there with atomic adds. A breaker made with one stripe (a keyed breaker) has only
+//! the shared one, where every thread adds atomically. A snapshot adds the stripes up. Counters
+//! never go down, and none wraps: the counts are 64-bit (a million calls a second for 500,000
+//! years), and the latency sum carries into a second word.
 //!
 //! Latency sampling is per breaker: a call is timed when the successes and failures on its
 //! stripe add up to a multiple of `latency_sample_every`, so a thread that calls many breakers

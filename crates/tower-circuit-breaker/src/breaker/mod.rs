@@ -206,6 +206,12 @@ impl CircuitBreaker {
         self.shared.state()
     }
 
+    /// The state as last stored: time-driven transitions (open to half-open, half-open to open)
+    /// not applied, no lock taken, nothing announced.
+    pub(crate) fn stored_state(&self) -> CircuitState {
+        self.shared.stored_state()
+    }
+
     /// Whether the breaker is neither open, half-open nor isolated.
     pub fn is_healthy(&self) -> bool {
         !self.state().is_failure_state()

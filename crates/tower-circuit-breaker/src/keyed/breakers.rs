@@ -80,13 +80,6 @@ impl KeyedBreakers {
         KeyedBuilder::new(group.into())
     }
 
-    /// A group with the default config for every key and at most 1000 breakers.
-    pub fn new(group: impl Into<Arc<str>>) -> Self {
-        Self::builder(group)
-            .build()
-            .unwrap_or_else(|_| unreachable!("the default settings are valid"))
-    }
-
     /// The breaker for `key`, made now if the key has none yet; the no-key breaker when `key` is
     /// `None`, empty, longer than [`MAX_KEY_LEN`] or the name of the overflow or no-key breaker
     /// (so every breaker of a group has a name of its own); the overflow breaker when the group
@@ -108,6 +101,16 @@ impl KeyedBreakers {
             }
             _ => self.no_key(),
         }
+    }
+
+    /// The breaker `key` has now, if it has one: unlike [`get`](Self::get), never makes one,
+    /// evicts one or answers with the overflow or no-key breaker. For acting on one key's
+    /// breaker (`isolate`, `reset`) or reading it.
+    pub fn lookup(&self, key: &str) -> Option<KeyedBreaker> {
+        let map = &self.inner.map;
+        let guard = map.guard();
+        map.get(key, &guard)
+            .and_then(|slot| KeyedBreaker::pin(slot, false))
     }
 
     /// The breaker of calls without a usable key.
@@ -157,10 +160,18 @@ impl KeyedBreakers {
     /// A breaker held by a clone of its handle is not evicted (see the [module docs](super)):
     /// keep these only as long as needed.
     pub fn breakers(&self) -> Vec<(CircuitBreaker, bool)> {
-        self.slots()
+        // Cloned under the insert lock: none is evicted between being listed and being held.
+        let mut out: Vec<(CircuitBreaker, bool)> = self
+            .ring()
+            .slots
             .iter()
             .map(|slot| (slot.breaker.clone(), slot.critical))
-            .collect()
+            .collect();
+        out.sort_unstable_by(|(a, _), (b, _)| a.name().cmp(b.name()));
+        for slot in [&self.inner.overflow, &self.inner.no_key] {
+            out.push((slot.breaker.clone(), slot.critical));
+        }
+        out
     }
 
     /// The slots, by key, the overflow and no-key ones last. Holding a slot does not keep its
@@ -259,8 +270,9 @@ impl KeyedBreakers {
                 group = %self.inner.group,
                 max_breakers = self.inner.max_breakers,
                 overflowed_calls = self.overflowed_calls(),
-                "keyed circuit breakers `{}`: all {} breakers are open, half-open or in use; calls \
-                 for new keys go through the overflow breaker (logged at most once a minute)",
+                "keyed circuit breakers `{}`: none of its {} breakers could be evicted (open, \
+                 half-open, isolated, in use or used lately); calls for new keys go through the \
+                 overflow breaker (logged at most once a minute)",
                 self.inner.group,
                 self.inner.max_breakers,
             );
@@ -302,8 +314,13 @@ impl Slot {
     /// Marks the slot evicted if no call is in flight on it, its breaker is closed or disabled,
     /// and nobody else holds the breaker.
     fn try_evict(&self) -> bool {
-        self.pins
-            .evict_if(|| !self.breaker.state().is_failure_state() && self.breaker.handles() == 1)
+        // The stored state: time alone moves a breaker only between open and half-open, so it
+        // tells closed from not closed, and reading it runs nothing (no transition, no event)
+        // while the slot is marked. Checked first as well, so an open breaker is not marked at
+        // all and its callers' pins never fail meanwhile.
+        let idle =
+            || !self.breaker.stored_state().is_failure_state() && self.breaker.handles() == 1;
+        idle() && self.pins.evict_if(idle)
     }
 }
 

@@ -20,18 +20,33 @@
 //!   (named `<overflow>`), counted in [`overflowed_calls`](KeyedBreakers::overflowed_calls) and
 //!   logged at most once a minute (by the group's clock). A sweep that finds nothing to evict
 //!   is not repeated for the next sixteenth of the bound in new keys, so a flood of new keys
-//!   while every breaker is pinned costs a bounded number of slot visits a key. Memory never
-//!   grows past the bound, and nothing panics.
+//!   while every breaker is pinned costs a bounded number of slot visits a key. Nothing
+//!   panics, and the live breakers never outnumber the bound; an evicted one's memory is given
+//!   back once no thread can still be reading it (the map frees removed entries in batches).
+//! - A half-open breaker that no call reaches again stays half-open (a probe is what ends it),
+//!   so it stays in the group: a host that failed and was never called again keeps its place.
+//!   Such places are what the bound is for; when they fill it, new keys share the overflow
+//!   breaker, which trips in turn if they fail too. [`reset`](crate::CircuitBreaker::reset) on
+//!   the key's breaker ([`lookup`](KeyedBreakers::lookup)) frees the place.
+//! - A breaker [disabled](crate::CircuitBreaker::disable) by hand is evictable like a closed
+//!   one (its replacement starts closed); one [isolated](crate::CircuitBreaker::isolate) by
+//!   hand is not.
 //! - A request **without a usable key** (no authority and no valid `Host` header, an empty one,
-//!   one longer than [`MAX_KEY_LEN`], bytes that are not a valid authority) goes through the
-//!   `<no key>` breaker.
+//!   one longer than [`MAX_KEY_LEN`] (a `Host` header is measured before its credentials, if
+//!   any, are taken off), bytes that are not a valid authority) goes through the `<no key>`
+//!   breaker, as does a key written like the overflow or no-key breaker's name.
 //!
 //! # Cost
 //!
-//! A call for a known key looks its breaker up in a concurrent hash map without a lock, pins it
-//! for the call (two atomic adds on the breaker's own line, one at each end) and then costs what
-//! a call through [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) costs. The first call for
-//! a key, and every call while the group is full and pinned, takes the group's insert lock.
+//! A call for a known key looks its breaker up in a concurrent hash map without a lock, holds
+//! it for the call (an `Arc` clone and a pin: two atomic adds at the start, two at the end, on
+//! the key's own slot) and then costs what a call through
+//! [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) costs. The first call for a key, and
+//! every call while the group is full and pinned, takes the group's insert lock. Measured on a
+//! 2-core AMD EPYC virtual machine with 1,000 hosts: taking the key from the request (`ByAuthority`)
+//! costs about 10 ns, the lookup and pin about 36 ns, and a whole call through the keyed layer
+//! 1.25 to 1.5 times one through the single-breaker layer; two threads on the same group run a
+//! call in about half the one-thread time.
 //!
 //! The map is [`papaya`]'s: its reads take no lock and write nothing shared (an epoch guard on
 //! a thread-local), which is what a map read on every call and written once per key wants.
@@ -50,7 +65,7 @@
 //! traffic, so threads seldom meet on it), shares its group's config, and makes its transition
 //! history on its first transition. With the default config, a breaker for a 22-byte key takes
 //! 915 bytes with its place in the map and in the eviction ring (measured with a counting
-//! allocator over 10,000 keys; see the benches' README); 720 more once it has changed state
+//! allocator over 10,000 keys); 720 more once it has changed state
 //! (its transition counts and last transitions), 1,296 more after ten transitions. A bound of
 //! 10,000 hosts costs about 9 MiB while they stay closed.
 //!
@@ -62,9 +77,11 @@
 //! never critical unless its settings say so: a failing host makes the app degraded.
 //!
 //! The registry's [`get`](crate::CircuitBreakerRegistry::get) and the axum crate's admin
-//! actions reach named breakers only. To act on a key's breaker, take it from its group:
-//! `group.get(Some("db-7.internal:5432")).isolate()` forces it open, and an isolated breaker
-//! stays in the group until [`reset`](crate::CircuitBreaker::reset).
+//! actions reach named breakers only. To act on a key's breaker, take it from its group with
+//! [`lookup`](KeyedBreakers::lookup) (which, unlike [`get`](KeyedBreakers::get), never makes a
+//! breaker nor answers with the overflow one): `group.lookup("db-7.internal:5432")` then
+//! `isolate()` forces it open, and an isolated breaker stays in the group until
+//! [`reset`](crate::CircuitBreaker::reset).
 //!
 //! # Example
 //!
