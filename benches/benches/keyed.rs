@@ -16,7 +16,8 @@
 //!   of the service (the same breaker, the same group), thread 0 on the even-numbered hosts and
 //!   thread 1 on the odd ones. The figure is wall time over the calls of both threads
 //!   (aggregate ns per call, as `closed_2threads` in the `engine` bench): with no contention it
-//!   is half the one-thread figure.
+//!   is half the one-thread figure. `keyed_layer_all_hosts` has both threads over all the hosts
+//!   (so they meet on keys), `keyed_layer_one_hot_key` and `ours_layer_one_hot_key` both on one.
 //! - `keyed_parts_1t`: where a keyed call's time goes. `get_1000_keys` is
 //!   `KeyedBreakers::get` for the 1 000 keys in turn (the map lookup and the pin, the handle
 //!   dropped at once); `get_one_key` the same for one key; `key_by_authority_1000` is
@@ -417,7 +418,20 @@ fn bench_pair<S>(
 ) where
     S: Service<Request<()>, Response = u64> + Clone + Send + 'static,
 {
-    let pair = Pair::spawn(|n| worker(service.clone(), Cycle::half(requests, n)));
+    bench_pair_on(group, id, service, |n| Cycle::half(requests, n));
+}
+
+/// Benches `id` in `group` on two threads, each with its own clone of `service` and the requests
+/// `cycle` gives thread 0 or 1.
+fn bench_pair_on<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    service: &S,
+    cycle: impl Fn(usize) -> Cycle,
+) where
+    S: Service<Request<()>, Response = u64> + Clone + Send + 'static,
+{
+    let pair = Pair::spawn(|n| worker(service.clone(), cycle(n)));
     group.bench_function(id, |b| b.iter_custom(|iters| pair.run(iters)));
 }
 
@@ -431,6 +445,20 @@ fn keyed_closed_2t(c: &mut Criterion) {
     bench_pair(&mut bench, "ours_layer", &ours, &requests);
     let keyed = KeyedCircuitBreakerLayer::new(group.clone()).layer(upstream());
     bench_pair(&mut bench, "keyed_layer", &keyed, &requests);
+    // Both threads over all 1 000 hosts (thread 1 half the list ahead), so they meet on a key's
+    // breaker, whose counters are one line for all threads.
+    bench_pair_on(&mut bench, "keyed_layer_all_hosts", &keyed, |n| {
+        let mut all = requests.clone();
+        all.rotate_left(n * requests.len() / 2);
+        Cycle::new(all)
+    });
+    // Both threads on one host: every call meets the other thread's on one breaker.
+    bench_pair_on(&mut bench, "keyed_layer_one_hot_key", &keyed, |_| {
+        Cycle::new(vec![requests[0].clone()])
+    });
+    bench_pair_on(&mut bench, "ours_layer_one_hot_key", &ours, |_| {
+        Cycle::new(vec![requests[0].clone()])
+    });
     bench.finish();
     assert_eq!(breaker.state(), CircuitState::Closed);
     assert_intact(&group);
