@@ -84,6 +84,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use tower_circuit_breaker::keyed::KeyedSnapshot;
+pub use tower_circuit_breaker::keyed::StateCounts;
 use tower_circuit_breaker::registry::{BreakerSnapshot, CircuitBreakerRegistry, HealthStatus};
 use tower_circuit_breaker::{CircuitState, Transition};
 
@@ -193,10 +194,6 @@ impl KeyedHealth {
             .map(|breaker| breaker.health)
             .max()
             .unwrap_or(HealthStatus::Healthy);
-        let mut by_state = StateCounts::default();
-        for &(state, count) in &group.by_state {
-            *by_state.get_mut(state) += count;
-        }
         Self {
             group: group.group.clone(),
             health,
@@ -204,46 +201,7 @@ impl KeyedHealth {
             max_breakers: group.max_breakers,
             overflowed_calls: group.overflowed_calls,
             evictions: group.evictions,
-            by_state,
-        }
-    }
-}
-
-/// A count of breakers in each state; serializes as an object with every state's name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct StateCounts {
-    /// Closed breakers.
-    pub closed: usize,
-    /// Open breakers.
-    pub open: usize,
-    /// Half-open breakers.
-    pub half_open: usize,
-    /// Isolated breakers.
-    pub isolated: usize,
-    /// Disabled breakers.
-    pub disabled: usize,
-}
-
-impl StateCounts {
-    /// The count of breakers in `state`.
-    pub const fn get(&self, state: CircuitState) -> usize {
-        match state {
-            CircuitState::Closed => self.closed,
-            CircuitState::Open => self.open,
-            CircuitState::HalfOpen => self.half_open,
-            CircuitState::Isolated => self.isolated,
-            CircuitState::Disabled => self.disabled,
-        }
-    }
-
-    fn get_mut(&mut self, state: CircuitState) -> &mut usize {
-        match state {
-            CircuitState::Closed => &mut self.closed,
-            CircuitState::Open => &mut self.open,
-            CircuitState::HalfOpen => &mut self.half_open,
-            CircuitState::Isolated => &mut self.isolated,
-            CircuitState::Disabled => &mut self.disabled,
+            by_state: group.by_state,
         }
     }
 }

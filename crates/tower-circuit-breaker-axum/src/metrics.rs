@@ -667,11 +667,7 @@ fn encode_groups(groups: &[KeyedSnapshot], encoder: &mut DescriptorEncoder<'_>) 
         )?;
         for group in groups {
             for state in CircuitState::ALL {
-                let count = group
-                    .by_state
-                    .iter()
-                    .find(|(of, _)| *of == state)
-                    .map_or(0, |(_, count)| *count);
+                let count = group.by_state.get(state);
                 let labels = [(GROUP, &*group.group), ("state", state.as_str())];
                 family.encode_family(&labels)?.encode_gauge(&count)?;
             }

@@ -1312,13 +1312,14 @@ fn keyed_group_families_are_the_groups_figures() {
     for group in &snapshot.keyed {
         let name = &*group.group;
         let labels = [("group", name)];
-        for (state, count) in &group.by_state {
+        for state in CircuitState::ALL {
+            let count = group.by_state.get(state);
             assert_eq!(
                 scrape.get(
                     "circuit_breaker_keyed_breakers",
                     &[("group", name), ("state", state.as_str())]
                 ),
-                f(*count as u64),
+                f(count as u64),
                 "{name} {state}"
             );
         }

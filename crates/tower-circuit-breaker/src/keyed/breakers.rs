@@ -193,9 +193,9 @@ impl KeyedBreakers {
                 BreakerSnapshot::of(&slot.breaker, slot.critical, Some(self.inner.group.clone()))
             })
             .collect();
-        let mut by_state = [0; CircuitState::ALL.len()];
+        let mut by_state = StateCounts::default();
         for breaker in &breakers {
-            by_state[breaker.metrics.state.index()] += 1;
+            *by_state.get_mut(breaker.metrics.state) += 1;
         }
         KeyedSnapshot {
             group: self.inner.group.clone(),
@@ -203,10 +203,7 @@ impl KeyedBreakers {
             live: breakers.len() - 2,
             overflowed_calls: self.overflowed_calls(),
             evictions: self.evictions(),
-            by_state: CircuitState::ALL
-                .iter()
-                .map(|state| (*state, by_state[state.index()]))
-                .collect(),
+            by_state,
             breakers,
         }
     }
@@ -469,11 +466,55 @@ pub struct KeyedSnapshot {
     pub overflowed_calls: u64,
     /// Idle breakers evicted to make room.
     pub evictions: u64,
-    /// How many of the group's breakers (the overflow and no-key ones too) are in each state,
-    /// every state listed.
-    pub by_state: Vec<(CircuitState, usize)>,
+    /// How many of the group's breakers (the overflow and no-key ones too) are in each state.
+    pub by_state: StateCounts,
     /// Every breaker, named by its key; the overflow and no-key breakers last.
     pub breakers: Vec<BreakerSnapshot>,
+}
+
+/// A count of breakers in each state; serializes as an object with every state's name
+/// (`closed`, `open`, `half_open`, `isolated`, `disabled`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Closed breakers.
+    pub closed: usize,
+    /// Open breakers.
+    pub open: usize,
+    /// Half-open breakers.
+    pub half_open: usize,
+    /// Isolated breakers.
+    pub isolated: usize,
+    /// Disabled breakers.
+    pub disabled: usize,
+}
+
+impl StateCounts {
+    /// The count of breakers in `state`.
+    pub const fn get(&self, state: CircuitState) -> usize {
+        match state {
+            CircuitState::Closed => self.closed,
+            CircuitState::Open => self.open,
+            CircuitState::HalfOpen => self.half_open,
+            CircuitState::Isolated => self.isolated,
+            CircuitState::Disabled => self.disabled,
+        }
+    }
+
+    /// All of them.
+    pub const fn total(&self) -> usize {
+        self.closed + self.open + self.half_open + self.isolated + self.disabled
+    }
+
+    fn get_mut(&mut self, state: CircuitState) -> &mut usize {
+        match state {
+            CircuitState::Closed => &mut self.closed,
+            CircuitState::Open => &mut self.open,
+            CircuitState::HalfOpen => &mut self.half_open,
+            CircuitState::Isolated => &mut self.isolated,
+            CircuitState::Disabled => &mut self.disabled,
+        }
+    }
 }
 
 /// Sets up a [`KeyedBreakers`] group; made by [`KeyedBreakers::builder`], or by

@@ -134,7 +134,9 @@ pub mod pins;
 #[cfg(not(loom))]
 mod pins;
 
-pub use self::breakers::{KeyedBreaker, KeyedBreakers, KeyedBuilder, KeyedSnapshot, MAX_KEY_LEN};
+pub use self::breakers::{
+    KeyedBreaker, KeyedBreakers, KeyedBuilder, KeyedSnapshot, StateCounts, MAX_KEY_LEN,
+};
 #[cfg(feature = "http")]
 pub use self::key::ByAuthority;
 pub use self::key::KeyFor;

@@ -423,13 +423,7 @@ async fn summarize(registry: Weak<Inner>, first: tokio::time::Instant, every: Du
         let snapshot = registry.snapshot();
         // A keyed group's breakers can be thousands: one line for each group instead.
         for group in &snapshot.keyed {
-            let count = |state| {
-                group
-                    .by_state
-                    .iter()
-                    .find(|(of, _)| *of == state)
-                    .map_or(0, |(_, count)| *count)
-            };
+            let count = |state| group.by_state.get(state);
             tracing::info!(
                 target: "tower_circuit_breaker::summary",
                 group = %group.group,
