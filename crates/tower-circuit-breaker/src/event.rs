@@ -29,8 +29,11 @@ use crate::CircuitState;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Transition {
-    /// The breaker's name.
+    /// The breaker's name; a keyed breaker's key.
     pub breaker: Arc<str>,
+    /// The [keyed group](crate::keyed) of a keyed breaker (its name, as `group` in the JSON and
+    /// in the `tracing` event); `None` for a named breaker.
+    pub group: Option<Arc<str>>,
     /// The state before.
     pub from: CircuitState,
     /// The state after.
@@ -46,11 +49,11 @@ pub struct Transition {
 
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "breaker `{}`: {} -> {} ({})",
-            self.breaker, self.from, self.to, self.reason
-        )
+        write!(f, "breaker `{}`", self.breaker)?;
+        if let Some(group) = &self.group {
+            write!(f, " of `{group}`")?;
+        }
+        write!(f, ": {} -> {} ({})", self.from, self.to, self.reason)
     }
 }
 

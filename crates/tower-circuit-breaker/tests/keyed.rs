@@ -213,6 +213,47 @@ fn a_disabled_breaker_is_evictable_and_an_isolated_one_is_not() {
     );
 }
 
+/// A registry's subscriber tells a key's transition from a named breaker's of the same name.
+#[test]
+fn a_keys_transitions_name_its_group() {
+    let registry = CircuitBreakerRegistry::builder()
+        .default_config(trips_at_once())
+        .breaker("api", trips_at_once())
+        .build()
+        .unwrap();
+    let hosts = registry.keyed("hosts").build().unwrap();
+    let mut transitions = registry.subscribe();
+    hosts.get(Some("api")).try_acquire().unwrap().failure();
+    registry
+        .get("api")
+        .unwrap()
+        .try_acquire()
+        .unwrap()
+        .failure();
+    let keyed = transitions.try_recv().unwrap();
+    let named = transitions.try_recv().unwrap();
+    assert_eq!(
+        (keyed.breaker.as_ref(), keyed.group.as_deref()),
+        ("api", Some("hosts"))
+    );
+    assert_eq!(
+        (named.breaker.as_ref(), named.group.as_deref()),
+        ("api", None)
+    );
+    assert!(
+        keyed
+            .to_string()
+            .starts_with("breaker `api` of `hosts`: closed -> open"),
+        "{keyed}"
+    );
+    assert!(
+        named
+            .to_string()
+            .starts_with("breaker `api`: closed -> open"),
+        "{named}"
+    );
+}
+
 #[test]
 fn a_bound_of_one_still_holds_and_still_admits() {
     let group = KeyedBreakers::builder("hosts")

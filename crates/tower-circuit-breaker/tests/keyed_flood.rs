@@ -20,7 +20,7 @@ const FLOOD: u64 = 1_000_000;
 const WARM: u64 = 100_000;
 
 /// The most resident memory the whole flood may add, from before its first key. What a full
-/// group of 1000 breakers takes is well under 2 MiB (915 bytes a breaker with its place in
+/// group of 1000 breakers takes is well under 2 MiB (931 bytes a breaker with its place in
 /// the map, more for the 50 that changed state); measured growth is printed by the test, about
 /// 1.5 MiB on Linux/glibc in a debug build. A leak of 16 bytes a key would be 15 MiB.
 const MAX_GROWTH: u64 = 8 << 20;

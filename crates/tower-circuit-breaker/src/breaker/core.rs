@@ -209,6 +209,8 @@ pub(crate) struct Shared {
     /// the precise clock must decide. Written with `open_until`.
     open_gate: AtomicU64,
     pub(crate) name: Arc<str>,
+    /// The keyed group of a keyed breaker.
+    group: Option<Arc<str>>,
     /// The name again, as rejections carry it (inline when short).
     pub(crate) short_name: smol_str::SmolStr,
     /// Shared by breakers made from one template (a keyed layer's).
@@ -338,6 +340,7 @@ impl Shared {
     /// Builds the state; `config` must already be validated.
     pub(crate) fn new(
         name: Arc<str>,
+        group: Option<Arc<str>>,
         config: Arc<CircuitBreakerConfig>,
         clock: Clock,
         also_to: Option<broadcast::Sender<Transition>>,
@@ -385,6 +388,7 @@ impl Shared {
             also_to,
             short_name: smol_str::SmolStr::new(&*name),
             name,
+            group,
             config,
             clock,
         }
@@ -879,6 +883,7 @@ fn log(transition: &Transition) {
     if transition.to == CircuitState::Open {
         tracing::warn!(
             breaker = %transition.breaker,
+            group = transition.group.as_deref(),
             from = %transition.from,
             to = %transition.to,
             reason = %transition.reason,
@@ -889,6 +894,7 @@ fn log(transition: &Transition) {
     } else {
         tracing::info!(
             breaker = %transition.breaker,
+            group = transition.group.as_deref(),
             from = %transition.from,
             to = %transition.to,
             reason = %transition.reason,
@@ -1162,6 +1168,7 @@ impl Guard<'_> {
         history.transitions.bump(from, to);
         let transition = Transition {
             breaker: self.shared.name.clone(),
+            group: self.shared.group.clone(),
             from,
             to,
             reason,

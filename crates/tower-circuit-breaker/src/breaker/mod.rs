@@ -76,14 +76,14 @@
 //!
 //! | configuration | bytes per breaker |
 //! |---|---|
-//! | default (consecutive failures only) | 1,760 |
-//! | with a 100-call count window | 1,860 (+1 byte a call) |
-//! | with a 60 s / 60-bucket time window | 3,200 (+24 bytes a bucket) |
+//! | default (consecutive failures only) | 1,776 |
+//! | with a 100-call count window | 1,876 (+1 byte a call) |
+//! | with a 60 s / 60-bucket time window | 3,216 (+24 bytes a bucket) |
 //!
 //! Counter stripes are twice the cores (at least 4, at most 64), so a machine with 32 cores spends
 //! 16 KiB on them. Three things come on top, when used: its transition counts and the last ten
 //! transitions kept for [`recent_transitions`](CircuitBreaker::recent_transitions), made on the
-//! first transition (720 bytes more once it has made two); and the buffer of 64 transitions
+//! first transition (784 bytes more once it has made two); and the buffer of 64 transitions
 //! behind [`subscribe`](CircuitBreaker::subscribe), made on the first call to it. A
 //! [keyed](crate::keyed) breaker, made by the thousand, has one counter stripe and shares its
 //! config with its group.
@@ -175,19 +175,15 @@ impl CircuitBreaker {
             clock: None,
             also_to: None,
             one_stripe: false,
+            group: None,
         }
     }
 
     fn from_parts(name: Arc<str>, config: CircuitBreakerConfig, clock: Clock) -> Self {
-        Self {
-            shared: Arc::new(Shared::new(
-                name,
-                Arc::new(config),
-                clock,
-                None,
-                Counters::new(),
-            )),
-        }
+        Self::builder(name)
+            .config(config)
+            .clock(clock)
+            .build_validated()
     }
 
     /// The breaker's name.
@@ -451,6 +447,7 @@ pub struct Builder {
     clock: Option<Clock>,
     also_to: Option<broadcast::Sender<Transition>>,
     one_stripe: bool,
+    group: Option<Arc<str>>,
 }
 
 impl Builder {
@@ -488,11 +485,18 @@ impl Builder {
         self
     }
 
+    /// The keyed group the breaker belongs to, named in its transitions.
+    pub(crate) fn group(mut self, group: Arc<str>) -> Self {
+        self.group = Some(group);
+        self
+    }
+
     /// Builds the breaker; the config must already be validated.
     pub(crate) fn build_validated(self) -> CircuitBreaker {
         CircuitBreaker {
             shared: Arc::new(Shared::new(
                 self.name,
+                self.group,
                 self.config,
                 self.clock.unwrap_or_default(),
                 self.also_to,

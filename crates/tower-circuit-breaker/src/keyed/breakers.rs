@@ -336,6 +336,7 @@ impl Inner {
 
 /// What every breaker of a group is made with.
 struct Maker {
+    group: Arc<str>,
     clock: Clock,
     transitions: Option<broadcast::Sender<Transition>>,
     enabled: bool,
@@ -346,6 +347,7 @@ impl Maker {
     /// traffic).
     fn make(&self, name: Arc<str>, config: Arc<CircuitBreakerConfig>, one: bool) -> CircuitBreaker {
         let mut builder = CircuitBreaker::builder(name)
+            .group(Arc::clone(&self.group))
             .shared_config(config)
             .clock(self.clock.clone());
         if one {
@@ -660,6 +662,7 @@ impl KeyedBuilder {
         let template = Arc::new(self.template.config);
         let critical = self.template.critical;
         let maker = Maker {
+            group: Arc::clone(&self.group),
             clock: self.clock.unwrap_or_default(),
             transitions: self.transitions,
             enabled: self.enabled,
