@@ -59,17 +59,12 @@
 //! one group). Criterion writes its estimates to
 //! `target/criterion/<group>/<id>/new/estimates.json`.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::sync::mpsc;
-use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 mod support;
-use support::{config, ready_now, request, tower_resilience, upstream};
+use support::{config, ready_now, request, spin_on, tower_resilience, upstream, Pair};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -101,21 +96,6 @@ fn guarded(breaker: &CircuitBreaker) -> u64 {
         Err(()) => permit.failure(),
     }
     result.unwrap_or(0)
-}
-
-/// Polls `future` until it is ready, with a no-op waker, re-polling at once while it is pending
-/// (as a busy executor would). Used where two threads share a peer's async lock: a parking
-/// executor makes the peer's contended `tokio` mutex fall into a hand-off convoy whose cost (one
-/// thread wake-up per call, or none) changes from run to run.
-fn spin_on<F: Future>(future: F) -> F::Output {
-    let mut context = Context::from_waker(Waker::noop());
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::hint::spin_loop();
-    }
 }
 
 /// A failing operation, to trip the peers.
@@ -291,76 +271,13 @@ fn closed_async(c: &mut Criterion) {
     assert!(failsafe.is_call_permitted());
 }
 
-/// Two worker threads kept parked between samples, so a sample times the calls and not thread
-/// start-up. Each sample sends both threads their share of the calls, releases them together and
-/// waits for both to finish.
-struct Pair {
-    jobs: Vec<mpsc::Sender<u64>>,
-    start: Arc<Barrier>,
-    done: Arc<Barrier>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Pair {
-    /// Starts two threads; each runs its own worker made by `make`, which is given a count of
-    /// calls to make.
-    fn spawn<W>(mut make: impl FnMut() -> W) -> Self
-    where
-        W: FnMut(u64) + Send + 'static,
-    {
-        let start = Arc::new(Barrier::new(3));
-        let done = Arc::new(Barrier::new(3));
-        let mut jobs = Vec::new();
-        let mut threads = Vec::new();
-        for _ in 0..2 {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let mut work = make();
-            let (start, done) = (Arc::clone(&start), Arc::clone(&done));
-            threads.push(thread::spawn(move || {
-                while let Ok(calls) = rx.recv() {
-                    start.wait();
-                    work(calls);
-                    done.wait();
-                }
-            }));
-            jobs.push(tx);
-        }
-        Self {
-            jobs,
-            start,
-            done,
-            threads,
-        }
-    }
-
-    /// Wall time for `iters` calls, split between the two threads.
-    fn run(&self, iters: u64) -> Duration {
-        let half = iters / 2;
-        for (job, calls) in self.jobs.iter().zip([half, iters - half]) {
-            job.send(calls).expect("bench worker alive");
-        }
-        self.start.wait();
-        let began = Instant::now();
-        self.done.wait();
-        began.elapsed()
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.jobs.clear();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Benches `id` in `group` on a [`Pair`] of workers made by `make`.
 fn bench_pair<W>(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, make: impl FnMut() -> W)
 where
     W: FnMut(u64) + Send + 'static,
 {
-    let pair = Pair::spawn(make);
+    let mut make = make;
+    let pair = Pair::spawn(|_| make());
     group.bench_function(id, |b| b.iter_custom(|iters| pair.run(iters)));
 }
 

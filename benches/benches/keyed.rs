@@ -40,14 +40,7 @@
 //! `target/criterion/<group>/<id>/new/estimates.json`.
 
 use std::alloc::System;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::sync::mpsc;
-use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
@@ -60,7 +53,7 @@ use tower_circuit_breaker::{
 };
 
 mod support;
-use support::{config, ready_now};
+use support::{config, ready_now, spin_on, Pair};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -318,82 +311,6 @@ fn keyed_closed_1t(c: &mut Criterion) {
     bench.finish();
     assert_eq!(breaker.state(), CircuitState::Closed);
     assert_intact(&group);
-}
-
-/// Polls `future` until it is ready, with a no-op waker, re-polling at once while it is pending
-/// (as `engine`'s two-thread layer ids do; nothing here is ever pending).
-fn spin_on<F: Future>(future: F) -> F::Output {
-    let mut context = Context::from_waker(Waker::noop());
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::hint::spin_loop();
-    }
-}
-
-/// Two worker threads kept parked between samples, as in the `engine` bench: a sample sends both
-/// threads their half of the calls, releases them together and waits for both to finish.
-struct Pair {
-    jobs: Vec<mpsc::Sender<u64>>,
-    start: Arc<Barrier>,
-    done: Arc<Barrier>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Pair {
-    /// Starts two threads; thread `n` runs the worker `make(n)`, which is given a count of calls
-    /// to make.
-    fn spawn<W>(mut make: impl FnMut(usize) -> W) -> Self
-    where
-        W: FnMut(u64) + Send + 'static,
-    {
-        let start = Arc::new(Barrier::new(3));
-        let done = Arc::new(Barrier::new(3));
-        let mut jobs = Vec::new();
-        let mut threads = Vec::new();
-        for n in 0..2 {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let mut work = make(n);
-            let (start, done) = (Arc::clone(&start), Arc::clone(&done));
-            threads.push(thread::spawn(move || {
-                while let Ok(calls) = rx.recv() {
-                    start.wait();
-                    work(calls);
-                    done.wait();
-                }
-            }));
-            jobs.push(tx);
-        }
-        Self {
-            jobs,
-            start,
-            done,
-            threads,
-        }
-    }
-
-    /// Wall time for `iters` calls, split between the two threads.
-    fn run(&self, iters: u64) -> Duration {
-        let half = iters / 2;
-        for (job, calls) in self.jobs.iter().zip([half, iters - half]) {
-            job.send(calls).expect("bench worker alive");
-        }
-        self.start.wait();
-        let began = Instant::now();
-        self.done.wait();
-        began.elapsed()
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.jobs.clear();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// A worker making `calls` requests to its own clone of a service, on its half of the hosts.

@@ -1,13 +1,16 @@
-//! What the `engine` and `layer` benches share: the executor, the request, the upstream service,
-//! the tower-resilience peer's setup, and criterion's settings.
+//! What the benches share: the executors, the request, the upstream service, the
+//! tower-resilience peer's setup, a pair of worker threads, and criterion's settings.
 
 #![allow(dead_code)] // each bench uses a part of it
 
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use tower::{service_fn, BoxError, Service, ServiceExt};
@@ -62,4 +65,83 @@ pub(crate) fn config() -> Criterion {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50)
+}
+
+/// Polls `future` until it is ready, with a no-op waker, re-polling at once while it is pending
+/// (as a busy executor would). Used where two threads share a peer's async lock: a parking
+/// executor makes the peer's contended `tokio` mutex fall into a hand-off convoy whose cost (one
+/// thread wake-up per call, or none) changes from run to run.
+pub(crate) fn spin_on<F: Future>(future: F) -> F::Output {
+    let mut context = Context::from_waker(Waker::noop());
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Two worker threads kept parked between samples, so a sample times the calls and not thread
+/// start-up. Each sample sends both threads their half of the calls, releases them together and
+/// waits for both to finish.
+pub(crate) struct Pair {
+    jobs: Vec<mpsc::Sender<u64>>,
+    start: Arc<Barrier>,
+    done: Arc<Barrier>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pair {
+    /// Starts two threads; thread `n` runs the worker `make(n)`, which is given a count of calls
+    /// to make.
+    pub(crate) fn spawn<W>(mut make: impl FnMut(usize) -> W) -> Self
+    where
+        W: FnMut(u64) + Send + 'static,
+    {
+        let start = Arc::new(Barrier::new(3));
+        let done = Arc::new(Barrier::new(3));
+        let mut jobs = Vec::new();
+        let mut threads = Vec::new();
+        for n in 0..2 {
+            let (tx, rx) = mpsc::channel::<u64>();
+            let mut work = make(n);
+            let (start, done) = (Arc::clone(&start), Arc::clone(&done));
+            threads.push(thread::spawn(move || {
+                while let Ok(calls) = rx.recv() {
+                    start.wait();
+                    work(calls);
+                    done.wait();
+                }
+            }));
+            jobs.push(tx);
+        }
+        Self {
+            jobs,
+            start,
+            done,
+            threads,
+        }
+    }
+
+    /// Wall time for `iters` calls, split between the two threads.
+    pub(crate) fn run(&self, iters: u64) -> Duration {
+        let half = iters / 2;
+        for (job, calls) in self.jobs.iter().zip([half, iters - half]) {
+            job.send(calls).expect("bench worker alive");
+        }
+        self.start.wait();
+        let began = Instant::now();
+        self.done.wait();
+        began.elapsed()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.jobs.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
