@@ -425,6 +425,79 @@ fn a_clone_of_a_breaker_kept_elsewhere_keeps_it_in_the_group() {
     assert_eq!(group.get(Some("A")).state(), CircuitState::Open);
 }
 
+/// Many threads calling through one layer, with more keys than the bound: while a call is in
+/// flight (inside the inner service, its permit held by the response future), its key always
+/// has a breaker, through every yield, however the other calls evict; and the live breakers
+/// never outnumber the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_in_flight_through_the_layer_on_many_threads_keep_their_keys_breakers() {
+    const BOUND: usize = 50;
+    const KEYS: usize = 150;
+    let group = KeyedBreakers::builder("hosts")
+        .template(never_trips())
+        .max_breakers(BOUND)
+        .build()
+        .unwrap();
+    let checks = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let (group, checks) = (group.clone(), checks.clone());
+        service_fn(move |key: String| {
+            let (group, checks) = (group.clone(), checks.clone());
+            async move {
+                for _ in 0..3 {
+                    // Dropped at once: the lookup itself keeps nothing from eviction.
+                    assert!(group.lookup(&key).is_some(), "{key} evicted mid-call");
+                    assert!(group.len() <= BOUND);
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+                if key.ends_with('7') {
+                    Err::<String, BoxError>("upstream error".into())
+                } else {
+                    Ok(key)
+                }
+            }
+        })
+    };
+    let service = ServiceBuilder::new()
+        .layer(KeyedCircuitBreakerLayer::with_key(
+            group.clone(),
+            |key: &String| Some(key.clone()),
+        ))
+        .service(inner);
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let mut service = service.clone();
+            tokio::spawn(async move {
+                let mut answered = 0;
+                for call in 0..400 {
+                    let key = format!("host-{}", (call * 7 + task * 13) % KEYS);
+                    let ready = service.ready().await.unwrap();
+                    match ready.call(key.clone()).await {
+                        Ok(answer) => assert_eq!(answer, key),
+                        Err(error) => assert_eq!(error.to_string(), "upstream error"),
+                    }
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for task in tasks {
+        answered += task.await.expect("no assertion failed in a call");
+    }
+    assert_eq!(answered, 8 * 400);
+    assert_eq!(checks.load(Ordering::Relaxed), 3 * 8 * 400);
+    assert!(group.len() <= BOUND);
+    assert!(group.evictions() > 0, "the keys outnumber the bound");
+    assert_eq!(
+        group.overflowed_calls(),
+        0,
+        "never trips, so always evictable in time"
+    );
+}
+
 #[tokio::test]
 async fn a_call_in_flight_through_the_layer_keeps_its_breaker_through_a_flood() {
     let group = KeyedBreakers::builder("hosts")
