@@ -14,8 +14,8 @@
 //!
 //! # Rejections while open: the coarse clock
 //!
-//! Reading Tokio's clock (the system's monotonic clock) costs about 24 ns on an x86-64 Linux
-//! virtual machine, more than the rest of a rejection. So while the circuit is open, a breaker on
+//! Reading Tokio's clock (the system's monotonic clock) costs about 24 ns on x86-64 Linux,
+//! more than the rest of a rejection. So while the circuit is open, a breaker on
 //! [`Clock::tokio`] first asks the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on
 //! Linux, a few nanoseconds, updated every scheduler tick): when the break is at least two of its
 //! ticks from its end, the call is rejected without the precise read. Close to the end, and always

@@ -316,10 +316,9 @@ struct Locked {
 /// A breaker's past transitions.
 #[derive(Default)]
 struct History {
-    last_change: Option<SystemTime>,
-    last_reason: Option<TransitionReason>,
     transitions: TransitionCounts,
-    /// The last few transitions, oldest first.
+    /// The last few transitions, oldest first (never empty once made): the last one's time and
+    /// reason are the breaker's last change and its reason.
     recent: VecDeque<Transition>,
 }
 
@@ -409,14 +408,8 @@ impl Shared {
     }
 
     /// Approximate heap and inline bytes of one breaker, for the docs.
-    /// The config is counted whole even when shared (as a keyed layer's breakers share theirs):
-    /// see [`size_in_bytes_shared_config`](Self::size_in_bytes_shared_config).
+    /// The config is counted whole even when shared (as a keyed layer's breakers share theirs).
     pub(crate) fn size_in_bytes(&self) -> usize {
-        self.size_in_bytes_shared_config() + std::mem::size_of::<CircuitBreakerConfig>()
-    }
-
-    /// As [`size_in_bytes`](Self::size_in_bytes), without the config this breaker shares.
-    pub(crate) fn size_in_bytes_shared_config(&self) -> usize {
         let history = lock(&self.locked).history.as_ref().map_or(0, |history| {
             std::mem::size_of::<History>()
                 + history.recent.capacity() * std::mem::size_of::<Transition>()
@@ -429,6 +422,7 @@ impl Shared {
             + self.window.as_ref().map_or(0, Window::size_in_bytes)
             + 2 * std::mem::size_of::<usize>()
             + self.name.len()
+            + std::mem::size_of::<CircuitBreakerConfig>()
             + history
     }
 
@@ -748,8 +742,12 @@ impl Shared {
                     guard.word(),
                     guard.locked.probes_in_flight,
                     guard.locked.entered_at,
-                    history.and_then(|history| history.last_change),
-                    history.and_then(|history| history.last_reason),
+                    history
+                        .and_then(|history| history.recent.back())
+                        .map(|last| last.at),
+                    history
+                        .and_then(|history| history.recent.back())
+                        .map(|last| last.reason),
                     history
                         .map(|history| history.transitions)
                         .unwrap_or_default(),
@@ -1163,8 +1161,6 @@ impl Guard<'_> {
             .checked_sub(Duration::from_nanos(late))
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let history = self.locked.history.get_or_insert_with(Box::default);
-        history.last_change = Some(at);
-        history.last_reason = Some(reason);
         history.transitions.bump(from, to);
         let transition = Transition {
             breaker: self.shared.name.clone(),

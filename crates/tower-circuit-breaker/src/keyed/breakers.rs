@@ -91,13 +91,7 @@ impl KeyedBreakers {
     pub fn get(&self, key: Option<&str>) -> KeyedBreaker {
         match key {
             Some(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => {
-                let found = {
-                    let map = &self.inner.map;
-                    let guard = map.guard();
-                    map.get(key, &guard)
-                        .and_then(|slot| KeyedBreaker::pin(slot, true))
-                };
-                found.unwrap_or_else(|| self.insert(key))
+                self.find(key, true).unwrap_or_else(|| self.insert(key))
             }
             _ => self.no_key(),
         }
@@ -107,10 +101,16 @@ impl KeyedBreakers {
     /// evicts one or answers with the overflow or no-key breaker. For acting on one key's
     /// breaker (`isolate`, `reset`) or reading it.
     pub fn lookup(&self, key: &str) -> Option<KeyedBreaker> {
+        self.find(key, false)
+    }
+
+    /// The breaker `key` has in the map, pinned; with `used`, marked as used again.
+    #[inline]
+    fn find(&self, key: &str, used: bool) -> Option<KeyedBreaker> {
         let map = &self.inner.map;
         let guard = map.guard();
         map.get(key, &guard)
-            .and_then(|slot| KeyedBreaker::pin(slot, false))
+            .and_then(|slot| KeyedBreaker::pin(slot, used))
     }
 
     /// The breaker of calls without a usable key.
@@ -161,33 +161,27 @@ impl KeyedBreakers {
     /// keep these only as long as needed.
     pub fn breakers(&self) -> Vec<(CircuitBreaker, bool)> {
         // Cloned under the insert lock: none is evicted between being listed and being held.
-        let mut out: Vec<(CircuitBreaker, bool)> = self
-            .ring()
-            .slots
-            .iter()
-            .map(|slot| (slot.breaker.clone(), slot.critical))
-            .collect();
-        out.sort_unstable_by(|(a, _), (b, _)| a.name().cmp(b.name()));
-        for slot in [&self.inner.overflow, &self.inner.no_key] {
-            out.push((slot.breaker.clone(), slot.critical));
-        }
-        out
+        self.listed(|slot| (slot.breaker.clone(), slot.critical))
     }
 
-    /// The slots, by key, the overflow and no-key ones last. Holding a slot does not keep its
-    /// breaker from being evicted (as a handle to the breaker would).
-    fn slots(&self) -> Vec<Arc<Slot>> {
-        let mut slots = self.ring().slots.clone();
+    /// `take` of every slot, under the insert lock, by key, the overflow and no-key ones last.
+    fn listed<T>(&self, take: impl Fn(&Arc<Slot>) -> T) -> Vec<T> {
+        let ring = self.ring();
+        let mut slots: Vec<&Arc<Slot>> = ring.slots.iter().collect();
         slots.sort_unstable_by(|a, b| a.breaker.name().cmp(b.breaker.name()));
-        slots.extend([&self.inner.overflow, &self.inner.no_key].map(Arc::clone));
         slots
+            .into_iter()
+            .chain([&self.inner.overflow, &self.inner.no_key])
+            .map(take)
+            .collect()
     }
 
     /// A snapshot of the group: its figures, and every breaker's (named by its key). Taking one
     /// keeps no breaker from being evicted; one evicted meanwhile is read as it was.
     pub fn snapshot(&self) -> KeyedSnapshot {
+        // The slots, not handles to their breakers: holding a slot keeps nothing from eviction.
         let breakers: Vec<BreakerSnapshot> = self
-            .slots()
+            .listed(Arc::clone)
             .iter()
             .map(|slot| {
                 BreakerSnapshot::of(&slot.breaker, slot.critical, Some(self.inner.group.clone()))
@@ -228,11 +222,7 @@ impl KeyedBreakers {
         let mut ring = self.ring();
         let guard = inner.map.guard();
         // Made by another thread meanwhile? (An evicted breaker left the map under this lock.)
-        if let Some(handle) = inner
-            .map
-            .get(key, &guard)
-            .and_then(|slot| KeyedBreaker::pin(slot, true))
-        {
+        if let Some(handle) = self.find(key, true) {
             return handle;
         }
         let at = if ring.slots.len() < inner.max_breakers {

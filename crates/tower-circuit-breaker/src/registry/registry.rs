@@ -283,16 +283,9 @@ impl CircuitBreakerRegistry {
     /// breakers keep running meanwhile.
     pub fn snapshot(&self) -> RegistrySnapshot {
         // The handles are copied out under the lock; each breaker is read after it is released.
-        let entries: Vec<(Arc<str>, Entry)> = self
-            .read()
-            .iter()
-            .map(|(name, entry)| (name.clone(), entry.clone()))
-            .collect();
+        let entries: Vec<Entry> = self.read().values().cloned().collect();
         let settings = &self.inner.settings;
-        let mut breakers: Vec<BreakerSnapshot> = entries
-            .into_iter()
-            .map(|(name, entry)| entry.snapshot(name))
-            .collect();
+        let mut breakers: Vec<BreakerSnapshot> = entries.iter().map(Entry::snapshot).collect();
         let keyed = self
             .keyed_groups()
             .iter()
@@ -313,11 +306,8 @@ impl CircuitBreakerRegistry {
 
     /// A snapshot of the breaker called `name` alone, if the registry has it.
     pub fn snapshot_of(&self, name: &str) -> Option<BreakerSnapshot> {
-        let (name, entry) = self
-            .read()
-            .get_key_value(name)
-            .map(|(name, entry)| (name.clone(), entry.clone()))?;
-        Some(entry.snapshot(name))
+        let entry = self.read().get(name).cloned()?;
+        Some(entry.snapshot())
     }
 
     /// Every transition of every breaker of this registry from now on, in one receiver. A
@@ -367,10 +357,8 @@ impl Default for CircuitBreakerRegistry {
 }
 
 impl Entry {
-    fn snapshot(&self, name: Arc<str>) -> BreakerSnapshot {
-        let mut snapshot = BreakerSnapshot::of(&self.breaker, self.critical, None);
-        snapshot.name = name;
-        snapshot
+    fn snapshot(&self) -> BreakerSnapshot {
+        BreakerSnapshot::of(&self.breaker, self.critical, None)
     }
 }
 
