@@ -102,6 +102,23 @@ impl MainJob {
     }
 }
 
+impl MainJob {
+    /// Started with [`BREAKERS`] (written to a directory of its own, `{name}-<pid>`, which the
+    /// caller removes), and a client for it.
+    fn start_with_test_breakers(name: &str) -> (Self, Http, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("breakers.yaml");
+        std::fs::write(&config, BREAKERS).unwrap();
+        let job = Self::start(Some(&config));
+        let http = Http {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            base: job.base.clone(),
+        };
+        (job, http, dir)
+    }
+}
+
 struct Http {
     client: Client<HttpConnector, Empty<Bytes>>,
     base: String,
@@ -147,15 +164,7 @@ impl Http {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_job_opens_a_breaker_when_its_upstream_fails_and_closes_it_after() {
-    let dir = std::env::temp_dir().join(format!("tcb-axum-health-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("breakers.yaml");
-    std::fs::write(&config, BREAKERS).unwrap();
-    let job = MainJob::start(Some(&config));
-    let http = Http {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        base: job.base.clone(),
-    };
+    let (job, http, dir) = MainJob::start_with_test_breakers("tcb-axum-health");
 
     let (status, report) = http.health().await;
     assert_eq!(status, StatusCode::OK);
@@ -230,15 +239,7 @@ impl Http {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_host_opens_only_its_own_breaker_in_the_keyed_group() {
-    let dir = std::env::temp_dir().join(format!("tcb-axum-hosts-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("breakers.yaml");
-    std::fs::write(&config, BREAKERS).unwrap();
-    let job = MainJob::start(Some(&config));
-    let http = Http {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        base: job.base.clone(),
-    };
+    let (job, http, dir) = MainJob::start_with_test_breakers("tcb-axum-hosts");
     for n in 1..=3 {
         let (status, body) = http.send(Method::GET, &format!("/hosts/{n}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");

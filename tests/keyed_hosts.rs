@@ -38,6 +38,14 @@ fn template() -> CircuitBreakerConfig {
         .break_duration(BREAK)
 }
 
+/// A group of its own with [`template`] for every host.
+fn hosts() -> KeyedBreakers {
+    KeyedBreakers::builder("hosts")
+        .template(template())
+        .build()
+        .unwrap()
+}
+
 /// A hyper server on a free port of 127.0.0.1 that answers every request with one status and
 /// counts the requests that reach it.
 struct Host {
@@ -143,10 +151,7 @@ fn assert_open(result: Result<StatusCode, BoxError>, key: &str) {
 async fn a_failing_host_opens_its_own_breaker_and_the_other_host_keeps_answering() {
     let a = Host::start(StatusCode::SERVICE_UNAVAILABLE).await;
     let b = Host::start(StatusCode::OK).await;
-    let group = KeyedBreakers::builder("hosts")
-        .template(template())
-        .build()
-        .unwrap();
+    let group = hosts();
     let mut client = client(&group);
 
     assert_eq!(get(&mut client, b.addr).await.unwrap(), StatusCode::OK);
@@ -204,10 +209,7 @@ async fn a_failing_host_opens_its_own_breaker_and_the_other_host_keeps_answering
 async fn a_host_that_stops_answering_opens_only_its_breaker() {
     let a = Host::start(StatusCode::OK).await;
     let b = Host::start(StatusCode::OK).await;
-    let group = KeyedBreakers::builder("hosts")
-        .template(template())
-        .build()
-        .unwrap();
+    let group = hosts();
     let mut client = client(&group);
 
     assert_eq!(get(&mut client, a.addr).await.unwrap(), StatusCode::OK);
