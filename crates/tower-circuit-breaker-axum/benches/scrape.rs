@@ -25,28 +25,50 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower_circuit_breaker::config::{FailureRateRule, SlidingWindow};
 use tower_circuit_breaker::{
-    CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState, Clock, ManualClock,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState, Clock, ManualClock,
 };
 use tower_circuit_breaker_axum::metrics::{self, RegistryCollector};
 
 const BREAKERS: usize = 1000;
 const CALLS_PER_BREAKER: usize = 50;
 
-/// 1000 breakers with a window, each having seen 50 calls (every fifth a failure, each timed at a
-/// few milliseconds); every tenth breaker then fails until it opens.
-fn registry() -> CircuitBreakerRegistry {
-    let time = ManualClock::new();
-    let config = CircuitBreakerConfig::default()
+/// Every breaker's config: a failure-rate window, every call timed.
+fn config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig::default()
         .failure_threshold(5)
         .latency_sample_every(1)
         .failure_rate(
             FailureRateRule::new(0.5)
                 .window(SlidingWindow::Calls(100))
                 .minimum_throughput(20),
-        );
+        )
+}
+
+/// 50 calls through the `index`th breaker (every fifth a failure, each timed at a few
+/// milliseconds); every tenth breaker then fails until it opens.
+fn drive(breaker: &CircuitBreaker, index: usize, time: &ManualClock) {
+    for call in 0..CALLS_PER_BREAKER {
+        let permit = breaker.try_acquire().expect("closed");
+        time.advance(Duration::from_millis(1 + (call % 7) as u64));
+        if call % 5 == 4 {
+            permit.failure();
+        } else {
+            permit.success();
+        }
+    }
+    if index % 10 == 0 {
+        while breaker.state() == CircuitState::Closed {
+            breaker.try_acquire().expect("closed").failure();
+        }
+    }
+}
+
+/// 1000 named breakers, each driven by [`drive`].
+fn registry() -> CircuitBreakerRegistry {
+    let time = ManualClock::new();
     let registry = CircuitBreakerRegistry::builder()
         .max_breakers(BREAKERS)
-        .default_config(config)
+        .default_config(config())
         .clock(Clock::manual(&time))
         .build()
         .expect("valid settings");
@@ -54,38 +76,16 @@ fn registry() -> CircuitBreakerRegistry {
         let breaker = registry
             .get_or_create(&format!("upstream-{index:04}"))
             .expect("within the bound");
-        for call in 0..CALLS_PER_BREAKER {
-            let permit = breaker.try_acquire().expect("closed");
-            time.advance(Duration::from_millis(1 + (call % 7) as u64));
-            if call % 5 == 4 {
-                permit.failure();
-            } else {
-                permit.success();
-            }
-        }
-        if index % 10 == 0 {
-            while breaker.state() == CircuitState::Closed {
-                breaker.try_acquire().expect("closed").failure();
-            }
-        }
+        drive(&breaker, index, &time);
     }
     registry
 }
 
-/// A registry with no named breaker and one keyed group of 1000 keys, driven as [`registry`]
-/// drives its breakers.
+/// A registry with no named breaker and one keyed group of 1000 keys, each driven by [`drive`].
 fn keyed_registry() -> CircuitBreakerRegistry {
     let time = ManualClock::new();
-    let config = CircuitBreakerConfig::default()
-        .failure_threshold(5)
-        .latency_sample_every(1)
-        .failure_rate(
-            FailureRateRule::new(0.5)
-                .window(SlidingWindow::Calls(100))
-                .minimum_throughput(20),
-        );
     let registry = CircuitBreakerRegistry::builder()
-        .default_config(config)
+        .default_config(config())
         .clock(Clock::manual(&time))
         .build()
         .expect("valid settings");
@@ -96,20 +96,7 @@ fn keyed_registry() -> CircuitBreakerRegistry {
         .expect("valid group");
     for index in 0..BREAKERS {
         let breaker = hosts.get(Some(&format!("upstream-{index:04}.example:443")));
-        for call in 0..CALLS_PER_BREAKER {
-            let permit = breaker.try_acquire().expect("closed");
-            time.advance(Duration::from_millis(1 + (call % 7) as u64));
-            if call % 5 == 4 {
-                permit.failure();
-            } else {
-                permit.success();
-            }
-        }
-        if index % 10 == 0 {
-            while breaker.state() == CircuitState::Closed {
-                breaker.try_acquire().expect("closed").failure();
-            }
-        }
+        drive(&breaker, index, &time);
     }
     assert_eq!(hosts.len(), BREAKERS);
     registry
