@@ -1,8 +1,8 @@
 //! State transitions, as [`CircuitBreaker::subscribe`](crate::CircuitBreaker::subscribe) delivers
 //! them and as the `tracing` events describe them.
 //!
-//! Both serialize to JSON with stable field names: a [`Transition`] as `breaker`, `from`, `to`,
-//! `reason`, `generation` and `at` (RFC 3339, UTC); a [`TransitionReason`] as its `kind` in
+//! Both serialize to JSON with stable field names: a [`Transition`] as `breaker`, `group`, `from`,
+//! `to`, `reason`, `generation`, `at` (RFC 3339, UTC) and `open_for_seconds`; a [`TransitionReason`] as its `kind` in
 //! `snake_case`, its figures (durations as seconds, in fields ending `_seconds`) and `message`,
 //! the phrase it displays as:
 //!
@@ -45,6 +45,16 @@ pub struct Transition {
     /// Wall-clock time of the change.
     #[serde(with = "humantime_serde")]
     pub at: SystemTime,
+    /// For a transition to open, how long the break lasts (as `open_for_seconds` in the JSON):
+    /// what a [shared state store](crate::store) tells the other instances.
+    #[serde(rename = "open_for_seconds", serialize_with = "seconds")]
+    pub open_for: Option<Duration>,
+}
+
+fn seconds<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    duration
+        .map(|duration| duration.as_secs_f64())
+        .serialize(serializer)
 }
 
 impl fmt::Display for Transition {
@@ -123,6 +133,9 @@ pub enum TransitionReason {
     DisabledInConfig,
     /// [`CircuitBreaker::automatic`](crate::CircuitBreaker::automatic) lifted a manual override.
     Automatic,
+    /// Another instance's transition, taken from the [shared state store](crate::store): the
+    /// breaker follows the fleet (the other instance's own reason is in its log and in the store).
+    Shared,
 }
 
 impl fmt::Display for TransitionReason {
@@ -158,6 +171,7 @@ impl fmt::Display for TransitionReason {
             Self::Disabled => f.write_str("disabled by hand"),
             Self::DisabledInConfig => f.write_str("breaking is switched off in the config"),
             Self::Automatic => f.write_str("manual override lifted"),
+            Self::Shared => f.write_str("shared by another instance"),
         }
     }
 }
@@ -166,7 +180,7 @@ impl TransitionReason {
     /// The reason's kind in `snake_case`, as in JSON: `consecutive_failures`, `failure_rate`,
     /// `slow_call_rate`, `break_elapsed`, `probes_succeeded`, `probe_failed`, `probe_timeout`,
     /// `probe_cancelled`, `probe_timed_out`, `reset`, `isolated`, `disabled`,
-    /// `disabled_in_config`, `automatic`.
+    /// `disabled_in_config`, `automatic`, `shared`.
     pub const fn kind(&self) -> &'static str {
         match self {
             Self::ConsecutiveFailures { .. } => "consecutive_failures",
@@ -183,6 +197,7 @@ impl TransitionReason {
             Self::Disabled => "disabled",
             Self::DisabledInConfig => "disabled_in_config",
             Self::Automatic => "automatic",
+            Self::Shared => "shared",
         }
     }
 }
@@ -224,7 +239,8 @@ impl Serialize for TransitionReason {
             | Self::Isolated
             | Self::Disabled
             | Self::DisabledInConfig
-            | Self::Automatic => {}
+            | Self::Automatic
+            | Self::Shared => {}
         }
         out.serialize_entry("message", &self.to_string())?;
         out.end()

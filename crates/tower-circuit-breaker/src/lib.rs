@@ -127,6 +127,7 @@ pub mod metrics;
 pub mod registry;
 pub mod retry;
 mod state;
+pub mod store;
 mod sync;
 
 pub use breaker::{Builder, CircuitBreaker, OwnedPermit, Permit};

@@ -230,7 +230,7 @@ fn bad_inputs_are_refused_naming_the_path_and_the_rule() {
             "an unknown key in the section",
             yaml,
             "circuit_breakers:\n  enable: true\n",
-            "circuit_breakers.enable: unknown field `enable`, expected one of `enabled`, `global_settings`, `default_config`, `component_configs`",
+            "circuit_breakers.enable: unknown field `enable`, expected one of `enabled`, `global_settings`, `default_config`, `component_configs`, `store`",
         ),
         (
             "an unknown global setting",
@@ -310,12 +310,59 @@ fn bad_inputs_are_refused_naming_the_path_and_the_rule() {
             "{}",
             "(document): missing field `circuit_breakers`",
         ),
+        (
+            "a store section without a store",
+            yaml,
+            "circuit_breakers:\n  store: { share_keyed: true }\n",
+            "circuit_breakers.store.redis: is required: it is the store a config file can name",
+        ),
+        (
+            "a store URL that is not Redis's",
+            yaml,
+            "circuit_breakers:\n  store:\n    redis: { url: \"http://cache:6379\" }\n",
+            "circuit_breakers.store.redis.url: must start with redis://, rediss:// or unix://, got `http://cache:6379`",
+        ),
+        (
+            "an empty key prefix",
+            toml,
+            "[circuit_breakers.store.redis]\nurl = \"redis://127.0.0.1\"\nkey_prefix = \"\"\n",
+            "circuit_breakers.store.redis.key_prefix: must not be empty",
+        ),
+        (
+            "a zero store timeout",
+            json,
+            r#"{"circuit_breakers": {"store": {"redis": {"url": "redis://127.0.0.1"}, "timeout": "0s"}}}"#,
+            "circuit_breakers.store.timeout: must be greater than 0s, got 0s",
+        ),
+        (
+            "a typo in the store section",
+            yaml,
+            "circuit_breakers:\n  store:\n    redis: { url: \"redis://127.0.0.1\", prefix: \"x:\" }\n",
+            "circuit_breakers.store.redis.prefix: unknown field `prefix`, expected `url` or `key_prefix`",
+        ),
     ];
     assert!(cases.len() >= 12);
     for (what, load, text, expected) in cases {
         let err = load(text).expect_err(what);
         assert_eq!(err.to_string(), expected, "{what}");
     }
+}
+
+#[test]
+fn a_store_section_is_kept_for_the_store_crate_with_its_defaults() {
+    let registry = CircuitBreakerRegistry::from_yaml_str(
+        "circuit_breakers:\n  store:\n    redis: { url: \"redis://127.0.0.1:6379/2\" }\n    share_keyed: true\n",
+    )
+    .unwrap();
+    let store = registry.settings().store.clone().expect("kept");
+    let redis = store.redis.clone().unwrap();
+    assert_eq!(redis.url, "redis://127.0.0.1:6379/2");
+    assert_eq!(redis.key_prefix, "circuit-breaker:");
+    let options = store.options();
+    assert!(options.share_keyed);
+    assert_eq!(options.timeout, std::time::Duration::from_secs(1));
+    // Kept, not attached: the registry has no store until the store's crate attaches one.
+    assert!(registry.store_status().is_none());
 }
 
 #[test]

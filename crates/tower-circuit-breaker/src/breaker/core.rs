@@ -800,6 +800,17 @@ impl Shared {
         self.with_lock(|guard| guard.transition(guard.word(), word::tag_of(to), reason, now));
     }
 
+    /// Takes another instance's state (see `Guard::adopt`).
+    pub(crate) fn adopt(&self, to: CircuitState, open_for: Option<Duration>) -> Option<u64> {
+        let now = self.clock.now_nanos();
+        self.with_lock(|guard| guard.adopt(word::tag_of(to), open_for, now))
+    }
+
+    /// The generation the breaker is in.
+    pub(crate) fn generation(&self) -> u64 {
+        word::generation(self.word.load(Ordering::Acquire))
+    }
+
     /// Leaves a manual override for closed; does nothing in the automatic states.
     pub(crate) fn automatic(&self) {
         let now = self.clock.now_nanos();
@@ -926,7 +937,7 @@ impl Guard<'_> {
                     let reason = TransitionReason::BreakElapsed {
                         break_duration: self.locked.break_duration,
                     };
-                    self.transition_dated(current, HALF_OPEN, reason, until, now - until);
+                    self.transition_dated(current, HALF_OPEN, reason, until, now - until, None);
                 }
                 HALF_OPEN => {
                     let Some(deadline) = self.earliest_probe_deadline() else {
@@ -940,7 +951,7 @@ impl Guard<'_> {
                         timeout: self.shared.config.half_open_timeout,
                     };
                     // Probes empty on this transition, so the loop ends after at most one more.
-                    self.transition_dated(current, OPEN, reason, deadline, now - deadline);
+                    self.transition_dated(current, OPEN, reason, deadline, now - deadline, None);
                 }
                 _ => return,
             }
@@ -1113,11 +1124,37 @@ impl Guard<'_> {
     /// Moves from the state in `from` to `to`, starting a new generation. Returning to the same
     /// state (a reset of a closed breaker) clears the counts but announces nothing.
     fn transition(&mut self, from: u64, to: u64, reason: TransitionReason, now: u64) {
-        self.transition_dated(from, to, reason, now, 0);
+        self.transition_dated(from, to, reason, now, 0, None);
+    }
+
+    /// Takes the state `to` another instance moved to (through the shared state store), with a
+    /// break of `open_for` if it is open: a new generation, counts cleared, whatever the state.
+    /// Already in `to`, it changes no generation: an open breaker's break is set to end when the
+    /// other instance's does. Returns the generation entered, if there was a transition.
+    fn adopt(&mut self, to: u64, open_for: Option<Duration>, now: u64) -> Option<u64> {
+        let current = self.word();
+        if word::tag(current) != to {
+            self.transition_dated(current, to, TransitionReason::Shared, now, 0, open_for);
+            return Some(word::generation(self.word()));
+        }
+        if let (OPEN, Some(open_for)) = (to, open_for) {
+            self.locked.break_duration = open_for;
+            self.set_open_until(now.saturating_add(duration_nanos(open_for)));
+            self.announce.wake = true;
+        }
+        None
+    }
+
+    fn set_open_until(&self, until: u64) {
+        self.shared.open_until.store(until, Ordering::Relaxed);
+        self.shared
+            .open_gate
+            .store(self.shared.clock.coarse_deadline(until), Ordering::Relaxed);
     }
 
     /// A transition dated `now` (clock nanoseconds) that is made `late` nanoseconds after it:
-    /// its wall-clock time is set back as far.
+    /// its wall-clock time is set back as far. A transition to open breaks for `pause` if given
+    /// (another instance's break), else for the next break the config gives.
     fn transition_dated(
         &mut self,
         from: u64,
@@ -1125,17 +1162,15 @@ impl Guard<'_> {
         reason: TransitionReason,
         now: u64,
         late: u64,
+        pause: Option<Duration>,
     ) {
         let generation = word::next_generation(from);
-        if to == OPEN {
-            let pause = self.next_break(from);
+        let open_for = (to == OPEN).then(|| {
+            let pause = pause.unwrap_or_else(|| self.next_break(from));
             self.locked.break_duration = pause;
-            let until = now.saturating_add(duration_nanos(pause));
-            self.shared.open_until.store(until, Ordering::Relaxed);
-            self.shared
-                .open_gate
-                .store(self.shared.clock.coarse_deadline(until), Ordering::Relaxed);
-        }
+            self.set_open_until(now.saturating_add(duration_nanos(pause)));
+            pause
+        });
         if to == CLOSED {
             self.locked.reopens = 0;
             // Before the new word is published: no call of the new generation is recorded yet.
@@ -1170,6 +1205,7 @@ impl Guard<'_> {
             reason,
             generation,
             at,
+            open_for,
         };
         let kept = history.recent.len();
         if kept == RECENT_TRANSITIONS {

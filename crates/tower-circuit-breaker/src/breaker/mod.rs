@@ -129,6 +129,7 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
@@ -421,6 +422,17 @@ impl CircuitBreaker {
     /// circuit closed; does nothing otherwise.
     pub fn automatic(&self) {
         self.shared.automatic();
+    }
+
+    /// Takes the state another instance moved to, from the shared state store (a break of
+    /// `open_for` when open). Returns the generation entered, if the state changed.
+    pub(crate) fn adopt(&self, to: CircuitState, open_for: Option<Duration>) -> Option<u64> {
+        self.shared.adopt(to, open_for)
+    }
+
+    /// The generation the breaker is in (it grows by one on every transition).
+    pub(crate) fn generation(&self) -> u64 {
+        self.shared.generation()
     }
 
     /// Bytes of memory this breaker takes (its state, counters and probe slots).

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
 
 use super::pins::Pins;
-use crate::registry::{BreakerSettings, BreakerSnapshot, CircuitBreakerRegistry};
+use crate::registry::{BreakerSettings, BreakerSnapshot, CircuitBreakerRegistry, StoreCell};
+use crate::store::BreakerId;
 use crate::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Clock, ConfigError, Transition};
 
 /// The longest key a breaker is made for, in bytes: a DNS name (253) with a port. A longer key
@@ -330,6 +331,8 @@ struct Maker {
     clock: Clock,
     transitions: Option<broadcast::Sender<Transition>>,
     enabled: bool,
+    /// The registry's store, told of each breaker made (to read its shared state).
+    store: Option<StoreCell>,
 }
 
 impl Maker {
@@ -349,6 +352,14 @@ impl Maker {
         let breaker = builder.build_validated();
         if !self.enabled {
             breaker.disable_by_config();
+        }
+        if let Some(link) = self.store.as_ref().and_then(|cell| cell.get()) {
+            if link.shares_keyed() {
+                link.made(BreakerId {
+                    group: Some(Arc::clone(&self.group)),
+                    name: breaker.shared_name(),
+                });
+            }
         }
         breaker
     }
@@ -656,6 +667,10 @@ impl KeyedBuilder {
             clock: self.clock.unwrap_or_default(),
             transitions: self.transitions,
             enabled: self.enabled,
+            store: self
+                .registry
+                .as_ref()
+                .map(CircuitBreakerRegistry::store_cell),
         };
         // Both may carry much traffic: a counter stripe per thread.
         let special = |name: String| {

@@ -47,6 +47,135 @@ pub struct RegistryConfig {
     /// Per-name settings, each merged key by key onto `default_config`. These breakers exist from
     /// the start; other names are made on first use when auto-create is on.
     pub component_configs: BTreeMap<String, BreakerOverrides>,
+    /// Where the breakers' state is shared with the app's other instances, if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreConfig>,
+}
+
+/// The `store` section: where breaker states are shared between instances (see
+/// [`store`](crate::store)). The engine checks it; the store's crate connects to it
+/// (`tower-circuit-breaker-redis` attaches a Redis store from it).
+///
+/// ```yaml
+/// store:
+///   redis: { url: "redis://127.0.0.1:6379/0", key_prefix: "checkout:breaker:" }
+///   share_keyed: false        # keyed groups' breakers stay local (the default)
+///   timeout: 1s               # a publish or read slower than this counts as failed
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// A Redis (or Valkey) server.
+    pub redis: Option<RedisStoreConfig>,
+    /// Whether keyed groups' breakers are shared too (default `false`).
+    #[serde(default)]
+    pub share_keyed: bool,
+    /// This instance's name in the store (default: the process id and a random suffix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// How long a publish or read may take (default 1s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// `store.redis`: the server and where the breakers' keys go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisStoreConfig {
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://` for TLS, or `unix:///path`.
+    pub url: String,
+    /// Put before every key and channel name (default `circuit-breaker:`), so apps sharing a
+    /// server keep apart.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_key_prefix() -> String {
+    crate::store::DEFAULT_KEY_PREFIX.to_owned()
+}
+
+impl RedisStoreConfig {
+    /// A server at `url`, with the default key prefix.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// A Redis store at `url`, with the default settings.
+    pub fn redis(url: impl Into<String>) -> Self {
+        Self {
+            redis: Some(RedisStoreConfig::new(url)),
+            share_keyed: false,
+            instance: None,
+            timeout: None,
+        }
+    }
+
+    /// The options a registry attaches its store with.
+    pub fn options(&self) -> crate::store::StoreOptions {
+        let mut options = crate::store::StoreOptions::default().share_keyed(self.share_keyed);
+        options.instance.clone_from(&self.instance);
+        if let Some(timeout) = self.timeout {
+            options.timeout = timeout;
+        }
+        options
+    }
+
+    /// Checks the section; errors name the field under `path`.
+    pub(crate) fn check(&self, path: &str) -> Result<(), ConfigError> {
+        let Some(redis) = &self.redis else {
+            return Err(ConfigError::new(
+                format!("{path}.redis"),
+                "is required: it is the store a config file can name",
+            ));
+        };
+        const SCHEMES: [&str; 6] = [
+            "redis://",
+            "rediss://",
+            "unix://",
+            "redis+unix://",
+            "valkey://",
+            "valkeys://",
+        ];
+        if !SCHEMES.iter().any(|scheme| redis.url.starts_with(scheme)) {
+            return Err(ConfigError::new(
+                format!("{path}.redis.url"),
+                format!(
+                    "must start with redis://, rediss:// or unix://, got `{}`",
+                    redis.url
+                ),
+            ));
+        }
+        if redis.key_prefix.is_empty() {
+            return Err(ConfigError::new(
+                format!("{path}.redis.key_prefix"),
+                "must not be empty",
+            ));
+        }
+        if self.instance.as_ref().is_some_and(String::is_empty) {
+            return Err(ConfigError::new(
+                format!("{path}.instance"),
+                "must not be empty",
+            ));
+        }
+        if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Err(ConfigError::new(
+                format!("{path}.timeout"),
+                "must be greater than 0s, got 0s",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RegistryConfig {
@@ -56,6 +185,7 @@ impl Default for RegistryConfig {
             global_settings: GlobalSettings::default(),
             default_config: BreakerOverrides::default(),
             component_configs: BTreeMap::new(),
+            store: None,
         }
     }
 }
@@ -338,7 +468,11 @@ impl RegistryConfig {
             overrides.check(&settings, &block)?;
             breakers.insert(name.clone(), settings);
         }
+        if let Some(store) = &self.store {
+            store.check(&field("store"))?;
+        }
         Ok(RegistrySettings {
+            store: self.store.clone(),
             enabled: self.enabled,
             max_breakers: global.max_circuit_breakers,
             auto_create: global.auto_create_enabled,

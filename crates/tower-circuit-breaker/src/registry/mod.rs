@@ -90,8 +90,10 @@ mod settings;
 mod snapshot;
 
 pub use self::file::{
-    BreakerOverrides, GlobalSettings, LoadError, RegistryConfig, RegistryFile, SyntaxError,
+    BreakerOverrides, GlobalSettings, LoadError, RedisStoreConfig, RegistryConfig, RegistryFile,
+    StoreConfig, SyntaxError,
 };
 pub use self::registry::{CircuitBreakerRegistry, RegistryBuilder, RegistryError};
+pub(crate) use self::registry::{StoreCell, WeakRegistry};
 pub use self::settings::{BreakerSettings, RegistrySettings, DEFAULT_MAX_BREAKERS};
 pub use self::snapshot::{BreakerSnapshot, HealthStatus, RegistrySnapshot};

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -10,6 +10,9 @@ use super::file::{Format, LoadError, RegistryConfig, RegistryFile};
 use super::settings::{BreakerSettings, RegistrySettings};
 use super::snapshot::{BreakerSnapshot, RegistrySnapshot};
 use crate::keyed::{KeyedBreakers, KeyedBuilder};
+use crate::store::{
+    AttachError, BreakerId, Link, StateStore, StoreHandle, StoreOptions, StoreStatus,
+};
 use crate::{CircuitBreaker, CircuitState, Clock, ConfigError, Transition};
 
 /// Transitions a registry-wide subscriber may fall behind by before it skips ahead.
@@ -32,6 +35,23 @@ struct Inner {
     transitions: broadcast::Sender<Transition>,
     /// The periodic summary task, ended with the registry.
     summary: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The shared state store, once attached; keyed groups made from the registry hold it too.
+    store: StoreCell,
+}
+
+/// Where a registry keeps its store link, shared with its keyed groups.
+pub(crate) type StoreCell = Arc<OnceLock<Arc<Link>>>;
+
+/// A registry that does not keep its breakers alive: what its store's tasks hold.
+#[derive(Clone)]
+pub(crate) struct WeakRegistry(Weak<Inner>);
+
+impl WeakRegistry {
+    pub(crate) fn upgrade(&self) -> Option<CircuitBreakerRegistry> {
+        self.0
+            .upgrade()
+            .map(|inner| CircuitBreakerRegistry { inner })
+    }
 }
 
 #[derive(Clone)]
@@ -149,6 +169,7 @@ impl CircuitBreakerRegistry {
                 keyed: RwLock::new(Vec::new()),
                 transitions: broadcast::channel(TRANSITION_CAPACITY).0,
                 summary: Mutex::new(None),
+                store: StoreCell::default(),
                 settings,
             }),
         };
@@ -203,7 +224,11 @@ impl CircuitBreakerRegistry {
         let name: Arc<str> = name.into();
         let entry = self.inner.make(name.clone(), &settings.default);
         let breaker = entry.breaker.clone();
-        breakers.insert(name, entry);
+        breakers.insert(name.clone(), entry);
+        drop(breakers);
+        if let Some(link) = self.inner.store.get() {
+            link.made(BreakerId { group: None, name });
+        }
         Ok(breaker)
     }
 
@@ -220,6 +245,56 @@ impl CircuitBreakerRegistry {
             self.inner.clock.clone(),
             self.inner.transitions.clone(),
         )
+    }
+
+    /// Where the registry keeps its store link (shared with its keyed groups).
+    pub(crate) fn store_cell(&self) -> StoreCell {
+        Arc::clone(&self.inner.store)
+    }
+
+    /// Shares the breakers' state with the app's other instances through `store` (see the
+    /// [`store`](crate::store) module): from now on the registry's breakers publish their
+    /// transitions and take the others', and their shared state is read at once. Two tasks on
+    /// the current Tokio runtime do the work, until the registry is dropped; no call ever waits
+    /// on the store.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::AlreadyAttached`] if the registry has a store,
+    /// [`AttachError::NoRuntime`] outside a Tokio runtime, [`AttachError::ZeroTimeout`] for a
+    /// zero [`timeout`](StoreOptions::timeout).
+    pub fn attach_store(
+        &self,
+        store: impl StateStore,
+        options: StoreOptions,
+    ) -> Result<StoreHandle, AttachError> {
+        if options.timeout.is_zero() {
+            return Err(AttachError::ZeroTimeout);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AttachError::NoRuntime)?;
+        if self.inner.store.get().is_some() {
+            return Err(AttachError::AlreadyAttached);
+        }
+        let link = Link::start(self, Arc::new(store), options, &runtime);
+        if let Err(link) = self.inner.store.set(Arc::clone(&link)) {
+            link.stop();
+            return Err(AttachError::AlreadyAttached);
+        }
+        Ok(StoreHandle::new(link))
+    }
+
+    /// The attached store's link, if there is one.
+    pub fn store(&self) -> Option<StoreHandle> {
+        self.inner.store.get().cloned().map(StoreHandle::new)
+    }
+
+    /// How the attached store is doing, if there is one.
+    pub fn store_status(&self) -> Option<StoreStatus> {
+        self.inner.store.get().map(|link| link.status())
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.inner))
     }
 
     /// The keyed groups made from this registry, in the order they were made.
@@ -301,6 +376,7 @@ impl CircuitBreakerRegistry {
             auto_create: settings.auto_create,
             breakers,
             keyed,
+            store: self.store_status(),
         }
     }
 
@@ -387,6 +463,9 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(link) = self.store.get() {
+            link.stop();
+        }
         if let Some(task) = self
             .summary
             .get_mut()
@@ -522,6 +601,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// The shared state store the registry's config names, as a file's `store` section would
+    /// (checked when built). The store's crate attaches it (the registry itself only keeps it).
+    pub fn store(mut self, store: super::StoreConfig) -> Self {
+        self.settings.store = Some(store);
+        self
+    }
+
     /// Validates the settings and builds the registry.
     ///
     /// # Errors
@@ -565,6 +651,9 @@ impl RegistryBuilder {
                 .config
                 .validate()
                 .map_err(|err| err.within(&format!("component_configs.{name}")))?;
+        }
+        if let Some(store) = &settings.store {
+            store.check("store")?;
         }
         Ok(CircuitBreakerRegistry::build(
             settings,

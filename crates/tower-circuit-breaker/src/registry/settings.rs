@@ -65,6 +65,9 @@ pub struct RegistrySettings {
     pub default: BreakerSettings,
     /// The named breakers' settings, by name.
     pub breakers: BTreeMap<String, BreakerSettings>,
+    /// The `store` section, checked: the store's crate attaches the store it names.
+    #[serde(skip)]
+    pub store: Option<super::StoreConfig>,
 }
 
 impl Default for RegistrySettings {
@@ -76,6 +79,7 @@ impl Default for RegistrySettings {
             metrics_interval: None,
             default: BreakerSettings::default(),
             breakers: BTreeMap::new(),
+            store: None,
         }
     }
 }

@@ -7,11 +7,12 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
 use crate::keyed::KeyedSnapshot;
+use crate::store::StoreStatus;
 use crate::{CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState, Transition};
 
 /// Every breaker of a registry at one moment, by name. Serializes with these field names:
 /// `enabled`, `max_breakers`, `auto_create`, `breakers` (each a [`BreakerSnapshot`]), `keyed`
-/// (each a [`KeyedSnapshot`]).
+/// (each a [`KeyedSnapshot`]) and, with a store attached, `store` (a [`StoreStatus`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct RegistrySnapshot {
@@ -27,15 +28,21 @@ pub struct RegistrySnapshot {
     /// The keyed groups' own figures (their breakers are in `breakers`, so here each group's
     /// `breakers` is empty).
     pub keyed: Vec<KeyedSnapshot>,
+    /// The shared state store, if one is attached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
 }
 
 impl RegistrySnapshot {
-    /// The worst health of any breaker: [`Healthy`](HealthStatus::Healthy) when every breaker is
-    /// closed or disabled (or there is none).
+    /// The worst health of any breaker and of the store: [`Healthy`](HealthStatus::Healthy) when
+    /// every breaker is closed or disabled (or there is none) and the store, if any, is
+    /// connected; a store that is not connected makes it [`Degraded`](HealthStatus::Degraded)
+    /// at worst.
     pub fn health(&self) -> HealthStatus {
         self.breakers
             .iter()
             .map(BreakerSnapshot::health)
+            .chain(self.store.as_ref().map(StoreStatus::health))
             .max()
             .unwrap_or(HealthStatus::Healthy)
     }

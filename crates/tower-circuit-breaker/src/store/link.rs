@@ -1,0 +1,574 @@
+//! A registry's link to its store: the two background tasks, and the rules that decide which
+//! update a breaker takes (see the [module docs](super) for the rules in words).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::{BreakerId, Inbox, SharedState, StateStore, StoreError, StoreOptions, StoreStatus};
+use crate::registry::{CircuitBreakerRegistry, WeakRegistry};
+use crate::{CircuitBreaker, CircuitState, Transition, TransitionReason};
+
+/// Pauses between attempts to listen again, doubling from the first to the last.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const LAST_PAUSE: Duration = Duration::from_secs(5);
+/// After a failed publish or read, how long until the instance tries to sync again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Breakers read in one request.
+const READ_BATCH: usize = 256;
+/// Breakers made since the last read that wait to be read; past this, everything is read again.
+const MAX_PENDING_READS: usize = 4096;
+
+pub(crate) struct Link {
+    store: Arc<dyn StateStore>,
+    registry: WeakRegistry,
+    origin: Arc<str>,
+    share_keyed: bool,
+    timeout: Duration,
+    counts: Counts,
+    /// The store is listening.
+    listening: AtomicBool,
+    /// The last publish or read failed.
+    failing: AtomicBool,
+    synced: watch::Sender<bool>,
+    last_error: Mutex<Option<String>>,
+    /// What the instance knows of each breaker's shared state.
+    tracked: Mutex<HashMap<BreakerId, Tracked>>,
+    /// Work for the publishing task besides transitions.
+    wanted: Mutex<Wanted>,
+    work: Notify,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    published: AtomicU64,
+    failures: AtomicU64,
+    dropped: AtomicU64,
+    received: AtomicU64,
+    applied: AtomicU64,
+    invalid: AtomicU64,
+}
+
+/// One breaker's shared state, as this instance knows it.
+#[derive(Debug, Default)]
+struct Tracked {
+    /// The version of the last update taken or skipped.
+    last_version: u64,
+    /// This instance's publications for the breaker, counted.
+    published: u64,
+    /// The last of them that came back from the store (or failed).
+    echoed: u64,
+    /// A publication failed or was dropped: the store may not have the breaker's state.
+    dirty: bool,
+    /// The generation the last update taken from another instance left the breaker in.
+    adopted: Option<u64>,
+    /// The state last published or taken.
+    known: Option<CircuitState>,
+}
+
+#[derive(Debug, Default)]
+struct Wanted {
+    /// Publish what the store may lack, then read every breaker.
+    sync: bool,
+    /// With `sync`: transitions were dropped, so any breaker may differ from the store.
+    full: bool,
+    /// Breakers made since the last read.
+    reads: Vec<BreakerId>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing is left half-done under these locks; a poisoned one is still consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Link {
+    /// Links `registry` to `store` and starts the two tasks on `runtime`.
+    pub(crate) fn start(
+        registry: &CircuitBreakerRegistry,
+        store: Arc<dyn StateStore>,
+        options: StoreOptions,
+        runtime: &tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        let origin = options
+            .instance
+            .unwrap_or_else(|| format!("{}-{:08x}", std::process::id(), fastrand::u32(..)));
+        let link = Arc::new(Self {
+            store,
+            registry: registry.downgrade(),
+            origin: origin.into(),
+            share_keyed: options.share_keyed,
+            timeout: options.timeout,
+            counts: Counts::default(),
+            listening: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+            synced: watch::channel(false).0,
+            last_error: Mutex::new(Some("not connected yet".to_owned())),
+            tracked: Mutex::new(HashMap::new()),
+            wanted: Mutex::new(Wanted::default()),
+            work: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let transitions = registry.subscribe();
+        let publishing = runtime.spawn(publish_loop(Arc::clone(&link), transitions));
+        let listening = runtime.spawn(listen_loop(Arc::clone(&link)));
+        lock(&link.tasks).extend([publishing.abort_handle(), listening.abort_handle()]);
+        link
+    }
+
+    /// Ends both tasks (the registry is gone).
+    pub(crate) fn stop(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub(crate) fn status(&self) -> StoreStatus {
+        let connected = self.is_connected();
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StoreStatus {
+            kind: self.store.kind(),
+            instance: Arc::clone(&self.origin),
+            connected,
+            synced: *self.synced.borrow(),
+            published: count(&self.counts.published),
+            publish_failures: count(&self.counts.failures),
+            dropped_updates: count(&self.counts.dropped),
+            received: count(&self.counts.received),
+            applied: count(&self.counts.applied),
+            invalid_updates: count(&self.counts.invalid),
+            last_error: if connected {
+                None
+            } else {
+                lock(&self.last_error).clone()
+            },
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        self.listening.load(Ordering::Acquire) && !self.failing.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn synced(&self) {
+        let mut synced = self.synced.subscribe();
+        // The sender lives as long as `self`.
+        let _ = synced.wait_for(|synced| *synced).await;
+    }
+
+    /// Whether this link shares the breakers of keyed groups.
+    pub(crate) fn shares_keyed(&self) -> bool {
+        self.share_keyed
+    }
+
+    /// A breaker was made: its shared state is read soon.
+    pub(crate) fn made(&self, id: BreakerId) {
+        {
+            let mut wanted = lock(&self.wanted);
+            if wanted.reads.len() < MAX_PENDING_READS {
+                wanted.reads.push(id);
+            } else {
+                wanted.reads.clear();
+                wanted.sync = true;
+            }
+        }
+        self.work.notify_one();
+    }
+
+    // ===== from the store =====
+
+    pub(crate) fn connected(&self) {
+        self.listening.store(true, Ordering::Release);
+        self.want_sync(false);
+    }
+
+    fn disconnected(&self, error: &StoreError) {
+        let was = self.listening.swap(false, Ordering::AcqRel);
+        self.synced.send_replace(false);
+        *lock(&self.last_error) = Some(error.to_string());
+        if was {
+            tracing::warn!(
+                store = self.store.kind(),
+                %error,
+                "circuit breaker store: connection lost; breakers decide alone until it is back"
+            );
+        }
+    }
+
+    pub(crate) fn receive(&self, update: &SharedState) {
+        self.counts.received.fetch_add(1, Ordering::Relaxed);
+        self.take(update);
+    }
+
+    pub(crate) fn invalid(&self, what: &str, why: &dyn fmt::Display) {
+        self.counts.invalid.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            store = self.store.kind(),
+            what,
+            why = %why,
+            "circuit breaker store: ignored a value that is not a breaker's state"
+        );
+    }
+
+    /// Takes an update from the store, by the rules of the module docs.
+    fn take(&self, update: &SharedState) {
+        if matches!(update.state, CircuitState::HalfOpen) {
+            self.invalid(&update.breaker.to_string(), &"half-open is never shared");
+            return;
+        }
+        if update.breaker.group.is_some() && !self.share_keyed {
+            return;
+        }
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let Some(breaker) = find(&registry, &update.breaker) else {
+            // Not made here (yet): it is read when it is made.
+            return;
+        };
+        let mut tracked = lock(&self.tracked);
+        let known = tracked.entry(update.breaker.clone()).or_default();
+        if update.version <= known.last_version {
+            return;
+        }
+        known.last_version = update.version;
+        if *update.origin == *self.origin {
+            known.echoed = known.echoed.max(update.sequence);
+            // Taken again only if another instance's update, older in the store's order, was
+            // taken after this one was made.
+            if update.sequence < known.published || known.adopted != Some(breaker.generation()) {
+                return;
+            }
+        } else if known.published > known.echoed {
+            // A publication of this instance's is on its way: later in the store's order.
+            return;
+        }
+        let open_for = matches!(update.state, CircuitState::Open)
+            .then(|| update.open_for.unwrap_or(breaker.config().break_duration));
+        // A `tracing` subscriber's panic on the transition's event must not end the task: the
+        // state has changed by then.
+        let adopted =
+            std::panic::catch_unwind(AssertUnwindSafe(|| breaker.adopt(update.state, open_for)));
+        known.known = Some(update.state);
+        if let Ok(Some(generation)) = adopted {
+            known.adopted = Some(generation);
+            self.counts.applied.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                breaker = %update.breaker.name,
+                group = update.breaker.group.as_deref(),
+                origin = %update.origin,
+                state = %update.state,
+                reason = %update.reason,
+                "circuit breaker {} {}, following instance `{}` ({})",
+                update.breaker,
+                update.state,
+                update.origin,
+                update.reason,
+            );
+        }
+    }
+
+    // ===== to the store =====
+
+    fn want_sync(&self, full: bool) {
+        {
+            let mut wanted = lock(&self.wanted);
+            wanted.sync = true;
+            wanted.full |= full;
+        }
+        self.work.notify_one();
+    }
+
+    /// Publishes `update` with this instance's next sequence number for its breaker. Returns
+    /// whether the store took it.
+    async fn send(&self, mut update: SharedState) -> bool {
+        update.sequence = {
+            let mut tracked = lock(&self.tracked);
+            let known = tracked.entry(update.breaker.clone()).or_default();
+            known.published += 1;
+            known.known = Some(update.state);
+            known.published
+        };
+        let sent = tokio::time::timeout(self.timeout, self.store.publish(&update)).await;
+        let failed = match sent {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_) => Some(StoreError::new(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        };
+        let mut tracked = lock(&self.tracked);
+        let known = tracked.entry(update.breaker.clone()).or_default();
+        match failed {
+            None => {
+                self.counts.published.fetch_add(1, Ordering::Relaxed);
+                // The newest state went through, whatever failed before it.
+                if known.published == update.sequence {
+                    known.dirty = false;
+                }
+                drop(tracked);
+                self.failing.store(false, Ordering::Release);
+                true
+            }
+            Some(error) => {
+                // No echo is coming (or, after a timeout, it does not matter if one does).
+                known.echoed = known.echoed.max(update.sequence);
+                known.dirty = true;
+                drop(tracked);
+                self.failed(&error);
+                false
+            }
+        }
+    }
+
+    fn failed(&self, error: &StoreError) {
+        self.counts.failures.fetch_add(1, Ordering::Relaxed);
+        let was_failing = self.failing.swap(true, Ordering::AcqRel);
+        *lock(&self.last_error) = Some(error.to_string());
+        if !was_failing {
+            tracing::warn!(
+                store = self.store.kind(),
+                %error,
+                "circuit breaker store: a publish or read failed; breakers decide alone meanwhile"
+            );
+        }
+    }
+
+    /// Publishes a local transition, if it is one the others take.
+    async fn publish_transition(&self, transition: Transition) -> bool {
+        let shared = !matches!(
+            transition.reason,
+            TransitionReason::Shared | TransitionReason::DisabledInConfig
+        ) && transition.to != CircuitState::HalfOpen
+            && (transition.group.is_none() || self.share_keyed);
+        if !shared {
+            return true;
+        }
+        let update = SharedState {
+            breaker: BreakerId {
+                group: transition.group,
+                name: transition.breaker,
+            },
+            state: transition.to,
+            open_for: transition.open_for,
+            generation: transition.generation,
+            origin: Arc::clone(&self.origin),
+            sequence: 0,
+            version: 0,
+            reason: transition.reason.to_string(),
+        };
+        self.send(update).await
+    }
+
+    /// Does what was asked besides transitions. Returns whether everything went through.
+    async fn work(&self) -> bool {
+        let wanted = std::mem::take(&mut *lock(&self.wanted));
+        let Some(registry) = self.registry.upgrade() else {
+            return true;
+        };
+        let mut ok = true;
+        if wanted.sync {
+            ok &= self.sync(&registry, wanted.full).await;
+        } else if !wanted.reads.is_empty() {
+            ok &= self.read(&wanted.reads).await;
+        }
+        if !ok {
+            // Tried again after a pause, in full: breakers made meanwhile are read too.
+            lock(&self.wanted).sync = true;
+        }
+        ok
+    }
+
+    /// Publishes the breakers whose state the store may lack (every one that differs from what
+    /// was last published or taken, when transitions were dropped), then reads them all.
+    async fn sync(&self, registry: &CircuitBreakerRegistry, full: bool) -> bool {
+        let attached = self.attached(registry);
+        let mut ok = true;
+        for (id, breaker) in &attached {
+            let missed = {
+                let tracked = lock(&self.tracked);
+                let known = tracked.get(id);
+                known.is_some_and(|known| known.dirty)
+                    || (full && known.and_then(|known| known.known) != Some(breaker.stored_state()))
+            };
+            if missed {
+                if let Some(update) = self.current(id, breaker) {
+                    ok &= self.send(update).await;
+                }
+            }
+        }
+        let ids: Vec<BreakerId> = attached.into_iter().map(|(id, _)| id).collect();
+        ok &= self.read(&ids).await;
+        if ok {
+            self.synced.send_replace(true);
+        }
+        ok
+    }
+
+    /// Reads `ids`' shared state and takes it.
+    async fn read(&self, ids: &[BreakerId]) -> bool {
+        for batch in ids.chunks(READ_BATCH) {
+            let read = tokio::time::timeout(self.timeout, self.store.read(batch)).await;
+            match read {
+                Ok(Ok(states)) => {
+                    self.failing.store(false, Ordering::Release);
+                    for state in states.into_iter().flatten() {
+                        self.take(&state);
+                    }
+                }
+                Ok(Err(error)) => {
+                    self.failed(&error);
+                    return false;
+                }
+                Err(_) => {
+                    self.failed(&StoreError::new(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    )));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The breaker's state now, as an update, if it is one the others take.
+    fn current(&self, id: &BreakerId, breaker: &CircuitBreaker) -> Option<SharedState> {
+        let metrics = breaker.metrics();
+        let by_config = metrics.last_transition_reason == Some(TransitionReason::DisabledInConfig);
+        match metrics.state {
+            CircuitState::HalfOpen => return None,
+            CircuitState::Disabled if by_config => return None,
+            _ => {}
+        }
+        Some(SharedState {
+            breaker: id.clone(),
+            state: metrics.state,
+            open_for: metrics.next_probe_in,
+            generation: metrics.generation,
+            origin: Arc::clone(&self.origin),
+            sequence: 0,
+            version: 0,
+            reason: metrics
+                .last_transition_reason
+                .map_or_else(|| "its state".to_owned(), |reason| reason.to_string()),
+        })
+    }
+
+    /// Every breaker the store shares: the registry's named breakers, and its keyed groups'
+    /// breakers when they are shared.
+    fn attached(&self, registry: &CircuitBreakerRegistry) -> Vec<(BreakerId, CircuitBreaker)> {
+        let named = registry.breakers().into_iter().map(|breaker| {
+            let id = BreakerId {
+                group: None,
+                name: breaker.shared_name(),
+            };
+            (id, breaker)
+        });
+        let mut attached: Vec<_> = named.collect();
+        if self.share_keyed {
+            for group in registry.keyed_groups() {
+                let name: Arc<str> = group.group().into();
+                attached.extend(group.breakers().into_iter().map(|(breaker, _)| {
+                    let id = BreakerId {
+                        group: Some(Arc::clone(&name)),
+                        name: breaker.shared_name(),
+                    };
+                    (id, breaker)
+                }));
+            }
+        }
+        attached
+    }
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("store", &self.store.kind())
+            .field("origin", &self.origin)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The registry's breaker `id` names, if it has one (never made here).
+fn find(registry: &CircuitBreakerRegistry, id: &BreakerId) -> Option<CircuitBreaker> {
+    let Some(group) = &id.group else {
+        return registry.get(&id.name);
+    };
+    let group = registry
+        .keyed_groups()
+        .into_iter()
+        .find(|keyed| keyed.group() == &**group)?;
+    if let Some(breaker) = group.lookup(&id.name) {
+        return Some(CircuitBreaker::clone(&breaker));
+    }
+    [group.overflow(), group.no_key()]
+        .into_iter()
+        .find(|special| special.name() == &*id.name)
+        .map(|special| CircuitBreaker::clone(&special))
+}
+
+/// Publishes the registry's transitions, and does the work the other task and new breakers ask
+/// for; tries again after a pause when the store fails.
+async fn publish_loop(link: Arc<Link>, mut transitions: broadcast::Receiver<Transition>) {
+    let mut retry: Option<Instant> = None;
+    loop {
+        let pause = async {
+            match retry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ok = tokio::select! {
+            received = transitions.recv() => match received {
+                Ok(transition) => link.publish_transition(transition).await,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    link.counts.dropped.fetch_add(missed, Ordering::Relaxed);
+                    link.want_sync(true);
+                    true
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = link.work.notified() => link.work().await,
+            () = pause => {
+                retry = None;
+                link.want_sync(false);
+                true
+            }
+        };
+        if !ok && retry.is_none() {
+            retry = Some(Instant::now() + RETRY_AFTER);
+        }
+    }
+}
+
+/// Listens to the store, again and again after a growing pause while it is unreachable.
+async fn listen_loop(link: Arc<Link>) {
+    let inbox = Inbox {
+        link: Arc::clone(&link),
+    };
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let started = Instant::now();
+        let error = link.store.listen(&inbox).await;
+        link.disconnected(&error);
+        if started.elapsed() > LAST_PAUSE * 2 {
+            pause = FIRST_PAUSE;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_PAUSE);
+    }
+}

@@ -1,0 +1,375 @@
+//! Breakers of two or more registries sharing state through the in-memory store: the rules of
+//! the `store` module, on Tokio's paused clock (the Redis store's own tests run a real server).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tower_circuit_breaker::registry::{CircuitBreakerRegistry, HealthStatus};
+use tower_circuit_breaker::store::{InMemoryStateStore, StoreHandle, StoreOptions};
+use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, TransitionReason};
+
+fn config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig::default()
+        .failure_threshold(2)
+        .success_threshold(1)
+        .break_duration(Duration::from_secs(10))
+}
+
+fn registry() -> CircuitBreakerRegistry {
+    CircuitBreakerRegistry::builder()
+        .breaker("payments", config())
+        .default_config(config())
+        .build()
+        .unwrap()
+}
+
+async fn instance(store: &InMemoryStateStore, name: &str) -> (CircuitBreakerRegistry, StoreHandle) {
+    let registry = registry();
+    let handle = registry
+        .attach_store(store.clone(), StoreOptions::default().instance(name))
+        .unwrap();
+    handle.synced().await;
+    (registry, handle)
+}
+
+/// Waits (on the paused clock) until `done`, for at most a virtual minute.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..60_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn settle() {
+    // Both tasks of every link run to their next wait.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn trip(breaker: &CircuitBreaker) {
+    while breaker.state() == CircuitState::Closed {
+        breaker.try_acquire().unwrap().failure();
+    }
+}
+
+fn payments(registry: &CircuitBreakerRegistry) -> CircuitBreaker {
+    registry.get("payments").unwrap()
+}
+
+async fn run<F: Future<Output = ()>>(test: F) {
+    tokio::time::timeout(Duration::from_secs(600), test)
+        .await
+        .expect("the test finishes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trip_on_one_instance_opens_the_other_which_probes_by_itself_and_closes_both() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let (a, _ha) = instance(&store, "a").await;
+        let (b, hb) = instance(&store, "b").await;
+
+        trip(&payments(&a));
+        eventually("b opens", || payments(&b).state() == CircuitState::Open).await;
+        let b_payments = payments(&b);
+        assert_eq!(b_payments.metrics().failed_calls, 0, "b saw no failure");
+        let rejected = b_payments.try_acquire().unwrap_err();
+        let left = rejected.retry_after().unwrap();
+        assert!(
+            left > Duration::from_secs(9) && left <= Duration::from_secs(10),
+            "{left:?}"
+        );
+        assert_eq!(
+            b_payments.metrics().last_transition_reason,
+            Some(TransitionReason::Shared)
+        );
+        assert_eq!(hb.status().applied, 1);
+
+        // The break ends on b's own clock; b probes by itself and its success closes a too.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let probe = b_payments.try_acquire().unwrap();
+        assert!(probe.is_probe());
+        probe.success();
+        assert_eq!(b_payments.state(), CircuitState::Closed);
+        eventually("a closes", || payments(&a).stored_state_is_closed()).await;
+    })
+    .await;
+}
+
+trait StoredClosed {
+    fn stored_state_is_closed(&self) -> bool;
+}
+
+impl StoredClosed for CircuitBreaker {
+    fn stored_state_is_closed(&self) -> bool {
+        self.state() == CircuitState::Closed
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn isolate_and_reset_from_any_instance_apply_everywhere() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let (a, _ha) = instance(&store, "a").await;
+        let (b, _hb) = instance(&store, "b").await;
+
+        payments(&b).isolate();
+        eventually("a isolated", || {
+            payments(&a).state() == CircuitState::Isolated
+        })
+        .await;
+        assert!(payments(&a).try_acquire().is_err());
+
+        payments(&a).reset();
+        eventually("b closed", || payments(&b).state() == CircuitState::Closed).await;
+
+        payments(&a).disable();
+        eventually("b disabled", || {
+            payments(&b).state() == CircuitState::Disabled
+        })
+        .await;
+        payments(&b).automatic();
+        eventually("a closed", || payments(&a).state() == CircuitState::Closed).await;
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_started_while_the_shared_state_is_open_starts_open_for_what_is_left() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let (a, _ha) = instance(&store, "a").await;
+        trip(&payments(&a));
+        settle().await;
+        tokio::time::advance(Duration::from_secs(4)).await;
+
+        let (c, hc) = instance(&store, "c").await;
+        let c_payments = payments(&c);
+        assert_eq!(c_payments.state(), CircuitState::Open);
+        let left = c_payments.try_acquire().unwrap_err().retry_after().unwrap();
+        assert!(
+            left > Duration::from_secs(5) && left <= Duration::from_secs(6),
+            "{left:?}"
+        );
+        assert!(hc.status().synced);
+
+        // A break over by the time an instance starts is not taken: it starts closed.
+        tokio::time::advance(Duration::from_secs(7)).await;
+        let (d, _hd) = instance(&store, "d").await;
+        assert_eq!(payments(&d).state(), CircuitState::Closed);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn breakers_made_later_read_their_shared_state() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let (a, _ha) = instance(&store, "a").await;
+        let (b, _hb) = instance(&store, "b").await;
+        let search_a = a.get_or_create("search").unwrap();
+        trip(&search_a);
+        settle().await;
+        assert!(b.get("search").is_none(), "b has not made it yet");
+        let search_b = b.get_or_create("search").unwrap();
+        eventually("b's new breaker opens", || {
+            search_b.state() == CircuitState::Open
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_store_down_calls_go_on_alone_health_is_degraded_and_a_reconnect_converges() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let (a, ha) = instance(&store, "a").await;
+        let (b, hb) = instance(&store, "b").await;
+        assert_eq!(a.snapshot().health(), HealthStatus::Healthy);
+
+        store.set_down(true);
+        eventually("a sees the store down", || !ha.status().connected).await;
+        assert_eq!(a.snapshot().health(), HealthStatus::Degraded);
+        assert!(ha.status().last_error.is_some());
+
+        // Calls keep their local behaviour: b admits, a trips on its own counts and rejects.
+        let b_payments = payments(&b);
+        for _ in 0..100 {
+            b_payments.try_acquire().unwrap().success();
+        }
+        trip(&payments(&a));
+        assert!(payments(&a).try_acquire().is_err());
+        settle().await;
+        assert_eq!(
+            b_payments.state(),
+            CircuitState::Closed,
+            "b cannot hear a meanwhile"
+        );
+        assert!(ha.status().publish_failures >= 1);
+
+        store.set_down(false);
+        eventually("both reconnect", || {
+            ha.status().connected && hb.status().connected
+        })
+        .await;
+        eventually("a's trip, published again, reaches b", || {
+            b_payments.state() == CircuitState::Open
+        })
+        .await;
+        assert_eq!(
+            a.snapshot().health(),
+            HealthStatus::Degraded,
+            "payments is open"
+        );
+    })
+    .await;
+}
+
+/// Three instances on four worker threads change one breaker at the same moment, again and
+/// again; once the store has told everyone everything, every instance is in the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_transitions_end_in_the_same_state_on_every_instance() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let mut instances = Vec::new();
+        for name in ["a", "b", "c"] {
+            instances.push(instance(&store, name).await);
+        }
+        let breakers: Vec<CircuitBreaker> = instances
+            .iter()
+            .map(|(registry, _)| payments(registry))
+            .collect();
+        let mut differed = 0;
+        for round in 0..300_u64 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(breakers.len()));
+            let threads: Vec<_> = breakers
+                .iter()
+                .enumerate()
+                .map(|(index, breaker)| {
+                    let (breaker, barrier) = (breaker.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        match (round + index as u64) % 4 {
+                            0 => trip(&breaker),
+                            1 => breaker.isolate(),
+                            2 => breaker.reset(),
+                            _ => breaker.disable(),
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            let same = || {
+                let states: Vec<_> = breakers.iter().map(CircuitBreaker::state).collect();
+                states.iter().all(|state| *state == states[0])
+            };
+            if !same() {
+                differed += 1;
+            }
+            for _ in 0..2_000 {
+                if same() && quiet(&instances) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let states: Vec<_> = breakers.iter().map(CircuitBreaker::state).collect();
+            assert!(
+                states.iter().all(|state| *state == states[0]),
+                "round {round}: {states:?}"
+            );
+        }
+        // The races were real: right after the changes the instances disagreed.
+        assert!(differed > 0);
+    })
+    .await;
+}
+
+/// Every update any instance published has reached every instance.
+fn quiet(instances: &[(CircuitBreakerRegistry, StoreHandle)]) -> bool {
+    let statuses: Vec<_> = instances
+        .iter()
+        .map(|(_, handle)| handle.status())
+        .collect();
+    let published: u64 = statuses.iter().map(|status| status.published).sum();
+    statuses.iter().all(|status| status.received == published)
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_stay_local_unless_shared() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let group = |registry: &CircuitBreakerRegistry| registry.keyed("hosts").build().unwrap();
+        let (a, b) = (registry(), registry());
+        let (ga, gb) = (group(&a), group(&b));
+        a.attach_store(store.clone(), StoreOptions::default())
+            .unwrap()
+            .synced()
+            .await;
+        b.attach_store(store.clone(), StoreOptions::default())
+            .unwrap()
+            .synced()
+            .await;
+        let local = ga.get(Some("db.internal"));
+        let _seen_by_b = gb.get(Some("db.internal"));
+        trip(&local);
+        settle().await;
+        assert_eq!(
+            gb.lookup("db.internal").unwrap().state(),
+            CircuitState::Closed
+        );
+
+        let (c, d) = (registry(), registry());
+        let (gc, gd) = (group(&c), group(&d));
+        let shared = || StoreOptions::default().share_keyed(true);
+        c.attach_store(store.clone(), shared())
+            .unwrap()
+            .synced()
+            .await;
+        d.attach_store(store.clone(), shared())
+            .unwrap()
+            .synced()
+            .await;
+        let on_c = gc.get(Some("api.example"));
+        let on_d = gd.get(Some("api.example"));
+        trip(&on_c);
+        eventually("d's key opens", || on_d.state() == CircuitState::Open).await;
+        // A key made after the trip reads it.
+        drop(on_d);
+        let later = gd.get(Some("api.example"));
+        assert_eq!(later.state(), CircuitState::Open);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn attaching_twice_or_outside_a_runtime_is_refused() {
+    let store = InMemoryStateStore::new();
+    let registry = registry();
+    registry
+        .attach_store(store.clone(), StoreOptions::default())
+        .unwrap();
+    let again = registry.attach_store(store.clone(), StoreOptions::default());
+    assert!(matches!(
+        again,
+        Err(tower_circuit_breaker::store::AttachError::AlreadyAttached)
+    ));
+    let zero =
+        self::registry().attach_store(store, StoreOptions::default().timeout(Duration::ZERO));
+    assert!(zero.is_err());
+}
+
+#[test]
+fn attaching_outside_a_runtime_is_refused() {
+    let result = registry().attach_store(InMemoryStateStore::new(), StoreOptions::default());
+    assert!(matches!(
+        result,
+        Err(tower_circuit_breaker::store::AttachError::NoRuntime)
+    ));
+}
