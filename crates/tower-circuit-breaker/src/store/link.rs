@@ -12,7 +12,9 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::{BreakerId, Inbox, SharedState, StateStore, StoreError, StoreOptions, StoreStatus};
+use super::{
+    BreakerId, Inbox, SharedState, StateStore, StoreError, StoreOptions, StoreStatus, Stored,
+};
 use crate::registry::{CircuitBreakerRegistry, WeakRegistry};
 use crate::{CircuitBreaker, CircuitState, Transition, TransitionReason};
 
@@ -423,8 +425,12 @@ impl Link {
             match read {
                 Ok(Ok(states)) => {
                     self.failing.store(false, Ordering::Release);
-                    for state in states.into_iter().flatten() {
-                        self.take(&state);
+                    for (id, stored) in batch.iter().zip(states) {
+                        match stored {
+                            Stored::State(state) => self.take(&state),
+                            Stored::Invalid(why) => self.invalid(&id.to_string(), &why),
+                            Stored::Missing => {}
+                        }
                     }
                 }
                 Ok(Err(error)) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{BreakerId, Inbox, SharedState, StateStore, StoreError, StoreFuture};
+use super::{BreakerId, Inbox, SharedState, StateStore, StoreError, StoreFuture, Stored};
 
 /// Breaker states shared between registries of one process: every clone is the same store.
 ///
@@ -81,7 +81,7 @@ impl StateStore for InMemoryStateStore {
     fn read<'a>(
         &'a self,
         breakers: &'a [BreakerId],
-    ) -> StoreFuture<'a, Result<Vec<Option<SharedState>>, StoreError>> {
+    ) -> StoreFuture<'a, Result<Vec<Stored>, StoreError>> {
         Box::pin(async move {
             let hub = self.hub();
             Self::check(&hub)?;
@@ -89,14 +89,18 @@ impl StateStore for InMemoryStateStore {
             Ok(breakers
                 .iter()
                 .map(|id| {
-                    let (state, until) = hub.states.get(id)?;
+                    let Some((state, until)) = hub.states.get(id) else {
+                        return Stored::Missing;
+                    };
                     let mut state = state.clone();
                     if let Some(until) = until {
                         // Gone once the break is over, as a key with a TTL would be.
-                        let left = until.checked_duration_since(now)?;
+                        let Some(left) = until.checked_duration_since(now) else {
+                            return Stored::Missing;
+                        };
                         state.open_for = Some(left.max(Duration::ZERO));
                     }
-                    Some(state)
+                    Stored::State(state)
                 })
                 .collect())
         })

@@ -117,12 +117,12 @@ pub trait StateStore: Send + Sync + 'static {
     /// `update.version` is not read: the store gives the version.
     fn publish<'a>(&'a self, update: &'a SharedState) -> StoreFuture<'a, Result<(), StoreError>>;
 
-    /// The shared state of each of `breakers` (in the same order; `None` for one that has none),
-    /// with `open_for` counted from now.
+    /// The shared state of each of `breakers`, in the same order, with `open_for` counted from
+    /// now.
     fn read<'a>(
         &'a self,
         breakers: &'a [BreakerId],
-    ) -> StoreFuture<'a, Result<Vec<Option<SharedState>>, StoreError>>;
+    ) -> StoreFuture<'a, Result<Vec<Stored>, StoreError>>;
 
     /// Listens for every update published from now on and hands each to `inbox`, in the store's
     /// order; calls [`Inbox::connected`] once listening. Returns only when the connection is
@@ -167,6 +167,18 @@ pub struct SharedState {
     pub version: u64,
     /// Why the publishing instance's breaker changed, in words (for logs).
     pub reason: String,
+}
+
+/// What a store holds for one breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// Nothing: the breaker is closed as far as the fleet knows (or its break is over).
+    Missing,
+    /// Its shared state.
+    State(SharedState),
+    /// Something that is not a breaker's state (another program's value under its key), and
+    /// why: logged as a warning and counted, never taken.
+    Invalid(String),
 }
 
 /// A store could not do what was asked: unreachable, timed out, refused.
