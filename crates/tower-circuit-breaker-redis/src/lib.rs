@@ -2,8 +2,7 @@
 //!
 //! When a dependency fails, the first instance to open its breaker tells the rest of the fleet,
 //! which rejects at once instead of each instance paying its own failed calls to find out. A
-//! [`RedisStateStore`] attached to a
-//! [`CircuitBreakerRegistry`](tower_circuit_breaker::CircuitBreakerRegistry) does it; the rules
+//! [`RedisStateStore`] attached to a [`CircuitBreakerRegistry`] does it; the rules
 //! (what is shared, what each instance still decides alone, which update wins a race) are in the
 //! engine's [`store`](tower_circuit_breaker::store) module.
 //!
