@@ -359,7 +359,7 @@ async fn a_server_that_never_answers_slows_no_call() {
     let handle = registry
         .attach_store(
             RedisStateStore::open(&url).unwrap(),
-            StoreOptions::default().timeout(Duration::from_secs(1)),
+            StoreOptions::default().timeout(Duration::from_secs(2)),
         )
         .unwrap();
     let breaker = payments(&registry);

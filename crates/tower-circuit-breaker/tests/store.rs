@@ -373,3 +373,97 @@ fn attaching_outside_a_runtime_is_refused() {
         Err(tower_circuit_breaker::store::AttachError::NoRuntime)
     ));
 }
+
+/// A store whose publishes wait at a gate: the instance's publishing task falls behind.
+#[derive(Clone)]
+struct Gated {
+    store: InMemoryStateStore,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl tower_circuit_breaker::store::StateStore for Gated {
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+
+    fn publish<'a>(
+        &'a self,
+        update: &'a tower_circuit_breaker::store::SharedState,
+    ) -> tower_circuit_breaker::store::StoreFuture<
+        'a,
+        Result<(), tower_circuit_breaker::store::StoreError>,
+    > {
+        Box::pin(async move {
+            let _pass = self.gate.acquire().await.unwrap();
+            self.store.publish(update).await
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        breakers: &'a [tower_circuit_breaker::store::BreakerId],
+    ) -> tower_circuit_breaker::store::StoreFuture<
+        'a,
+        Result<Vec<tower_circuit_breaker::store::Stored>, tower_circuit_breaker::store::StoreError>,
+    > {
+        self.store.read(breakers)
+    }
+
+    fn listen<'a>(
+        &'a self,
+        inbox: &'a tower_circuit_breaker::store::Inbox,
+    ) -> tower_circuit_breaker::store::StoreFuture<'a, tower_circuit_breaker::store::StoreError>
+    {
+        self.store.listen(inbox)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still_reaches_the_others(
+) {
+    use tower_circuit_breaker::store::StateStore as _;
+    run(async {
+        let store = InMemoryStateStore::new();
+        let gated = Gated {
+            store: store.clone(),
+            gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        let a = registry();
+        let ha = a
+            .attach_store(
+                gated.clone(),
+                StoreOptions::default()
+                    .instance("a")
+                    .timeout(Duration::from_secs(3600)),
+            )
+            .unwrap();
+        ha.synced().await;
+        let (b, _hb) = instance(&store, "b").await;
+        assert_eq!(gated.kind(), "gated");
+
+        // While the publishing task waits at the gate: search is isolated, then a thousand
+        // transitions of payments push it out of the registry's queue of 256.
+        let (search_a, search_b) = (
+            a.get_or_create("search").unwrap(),
+            b.get_or_create("search").unwrap(),
+        );
+        settle().await;
+        search_a.isolate();
+        let on_a = payments(&a);
+        for _ in 0..500 {
+            on_a.isolate();
+            on_a.reset();
+        }
+        on_a.disable();
+        gated.gate.add_permits(1_000_000);
+        eventually("b ends like a", || {
+            payments(&b).state() == CircuitState::Disabled
+                && search_b.state() == CircuitState::Isolated
+        })
+        .await;
+        let status = ha.status();
+        assert!(status.dropped_updates >= 1_002 - 256, "{status:?}");
+        assert!(status.published < 1_002 - 256 + 10, "{status:?}");
+    })
+    .await;
+}
