@@ -23,6 +23,12 @@
 //!   that overflowed and the breakers evicted. Each of their cards also carries the group's
 //!   name, and a chip in the page's header names a keyed breaker as `group / key`. A key
 //!   written like a named breaker, or like a key of another group, is another card.
+//! - When the registry shares its breakers' state through a [shared state
+//!   store](tower_circuit_breaker::store), a line under the header with the store's kind, this
+//!   instance's name in it, `connected` (green) or `disconnected` (amber, the status is then
+//!   `degraded`), the updates published, received and applied (and the failed publishes and
+//!   reads, dropped transitions and unreadable values, when there are any), and the last error
+//!   while disconnected. Without a store there is no such line.
 //! - A "connection lost" banner when `health` cannot be read (network error, timeout, a status
 //!   other than 200 or 503); the last report stays on screen, dimmed.
 //!
@@ -30,8 +36,9 @@
 //! the breakers that need a look. A "problems first" order (open, isolated, half-open, disabled,
 //! closed; critical first within a state) can be picked on the page, where the browser
 //! remembers it, or linked to as `?sort=problems` (within each section). Names, keys, group
-//! names and reasons are set as text (`textContent`, attributes), never parsed as HTML: keys
-//! come from the network, and a key function can make any string a key.
+//! names, reasons, the store's instance name and errors are set as text (`textContent`,
+//! attributes), never parsed as HTML: keys come from the network, and a key function can make
+//! any string a key.
 //!
 //! # Where it looks for `health`
 //!
@@ -54,7 +61,9 @@
 //! each keyed group is a `section` with `data-group="<group>"` and `data-health`, its figures
 //! in elements with `data-role` `live`, `by-state`, `overflowed` and `evictions`; the overall status is the element `#status` with
 //! `data-status`; the connection banner is `#connection` with `data-connection` (`waiting`,
-//! `ok` or `lost`).
+//! `ok` or `lost`); the store line is `#store` with `data-connected` (`true` or `false`; hidden
+//! without a store), its parts in elements with `data-role` `store-kind`, `store-instance`,
+//! `store-connection`, `store-counts` and `store-error`.
 //!
 //! # Example
 //!

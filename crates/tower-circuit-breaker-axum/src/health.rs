@@ -1,5 +1,6 @@
 //! The health report a load balancer's probe and the dashboard read: an overall
-//! [`HealthStatus`] and one entry per breaker.
+//! [`HealthStatus`], one entry per breaker and, when the registry shares its breakers' state
+//! with other instances, the [store's](#shared-state-store).
 //!
 //! The report is built from a registry's [snapshot](CircuitBreakerRegistry::snapshot); it holds
 //! no state of its own. `GET /health` answers it as JSON, with 200 for `healthy` and `degraded`
@@ -29,7 +30,13 @@
 //!       "overflowed_calls": 0, "evictions": 3,
 //!       "by_state": { "closed": 13, "open": 1, "half_open": 0, "isolated": 0, "disabled": 0 }
 //!     }
-//!   ]
+//!   ],
+//!   "store": {
+//!     "kind": "redis", "instance": "orders-7f9c", "connected": false, "synced": false,
+//!     "health": "degraded", "last_error": "connection refused",
+//!     "published": 12, "publish_failures": 3, "dropped_updates": 0,
+//!     "received": 40, "applied": 9, "invalid_updates": 0
+//!   }
 //! }
 //! ```
 //!
@@ -55,6 +62,21 @@
 //! included, so the five add up to `live` + 2). A group of many keys makes a long `breakers`
 //! list; `keyed` is the short account of it.
 //!
+//! # Shared state store
+//!
+//! When the registry has a [shared state store](tower_circuit_breaker::store) attached, the
+//! report has a `store` entry ([`StoreHealth`]): the store's `kind` and this `instance`'s name
+//! in it, whether it is `connected` and has `synced` (read the breakers' shared state since it
+//! last connected), the `last_error` while not connected (`null` while connected), and its
+//! counters (updates published, publishes and reads that failed, transitions dropped, updates
+//! received from every instance and applied here, values that could not be read). Without a
+//! store the report has no `store` key.
+//!
+//! A store that is not connected makes `status` **`degraded`**, never `unhealthy`: the breakers
+//! still decide, each instance on its own counts, so the app still serves (200, and
+//! `/health/ready` stays ready); what it has lost is hearing the rest of the fleet. The store's
+//! own `health` is `healthy` while connected and `degraded` otherwise.
+//!
 //! # Example
 //!
 //! ```
@@ -77,6 +99,39 @@
 //! assert_eq!(report.keyed[0].live, 1);
 //! assert_eq!(report.keyed[0].by_state.isolated, 1);
 //! assert_eq!(report.keyed[0].health, HealthStatus::Degraded);
+//! assert!(report.store.is_none(), "no store attached");
+//! ```
+//!
+//! With a store that goes down, the app is degraded, not unhealthy:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_circuit_breaker::registry::{CircuitBreakerRegistry, HealthStatus};
+//! use tower_circuit_breaker::store::{InMemoryStateStore, StoreOptions};
+//! use tower_circuit_breaker_axum::health::HealthReport;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let registry = CircuitBreakerRegistry::new();
+//! let store = InMemoryStateStore::new();
+//! let handle = registry
+//!     .attach_store(store.clone(), StoreOptions::default().instance("web-1"))
+//!     .unwrap();
+//! handle.synced().await;
+//! let report = HealthReport::of(&registry);
+//! assert_eq!(report.status, HealthStatus::Healthy);
+//! assert!(report.store.as_ref().unwrap().connected);
+//!
+//! store.set_down(true);
+//! while handle.status().connected {
+//!     tokio::time::sleep(Duration::from_millis(1)).await;
+//! }
+//! let report = HealthReport::of(&registry);
+//! assert_eq!(report.status, HealthStatus::Degraded);
+//! let store = report.store.unwrap();
+//! assert_eq!((store.kind, &*store.instance), ("memory", "web-1"));
+//! assert!(store.last_error.is_some());
+//! # }
 //! ```
 
 use std::sync::Arc;
@@ -86,13 +141,15 @@ use serde::Serialize;
 use tower_circuit_breaker::keyed::KeyedSnapshot;
 pub use tower_circuit_breaker::keyed::StateCounts;
 use tower_circuit_breaker::registry::{BreakerSnapshot, CircuitBreakerRegistry, HealthStatus};
+use tower_circuit_breaker::store::StoreStatus;
 use tower_circuit_breaker::{CircuitState, Transition};
 
 /// The health of an app's breakers at one moment; serializes as the JSON of `GET /health`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct HealthReport {
-    /// The worst health of any breaker.
+    /// The worst health of any breaker and of the store: a store that is not connected makes
+    /// it [`Degraded`](HealthStatus::Degraded) at worst, never unhealthy.
     pub status: HealthStatus,
     /// When the report was made (RFC 3339, UTC).
     #[serde(with = "humantime_serde")]
@@ -102,6 +159,10 @@ pub struct HealthReport {
     pub breakers: Vec<BreakerHealth>,
     /// One entry per keyed group, in the order the groups were made.
     pub keyed: Vec<KeyedHealth>,
+    /// The shared state store, when the registry has one attached; without one, the JSON has
+    /// no `store` key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreHealth>,
 }
 
 /// One breaker in a [`HealthReport`].
@@ -160,6 +221,57 @@ impl HealthReport {
             checked_at: SystemTime::now(),
             breakers,
             keyed,
+            store: snapshot.store.as_ref().map(StoreHealth::from),
+        }
+    }
+}
+
+/// The shared state store in a [`HealthReport`]: how it is doing, and its counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StoreHealth {
+    /// What the store is (`redis`, `memory`).
+    pub kind: &'static str,
+    /// This instance's name in the store.
+    pub instance: Arc<str>,
+    /// Listening, and the last publish or read (if any since) went through.
+    pub connected: bool,
+    /// The breakers' shared state has been read since the store last connected.
+    pub synced: bool,
+    /// What the store's state means for the app: healthy while connected, degraded otherwise
+    /// (never unhealthy: the breakers still decide, alone).
+    pub health: HealthStatus,
+    /// The last error, while not connected; `None` (`null`) while connected.
+    pub last_error: Option<String>,
+    /// Updates this instance published.
+    pub published: u64,
+    /// Publishes and reads that failed or timed out.
+    pub publish_failures: u64,
+    /// Transitions dropped before they could be published (the queue was full).
+    pub dropped_updates: u64,
+    /// Updates heard from the store, every instance's (this one's included).
+    pub received: u64,
+    /// Updates that changed a breaker here.
+    pub applied: u64,
+    /// Values under a breaker's key that could not be read as an update.
+    pub invalid_updates: u64,
+}
+
+impl From<&StoreStatus> for StoreHealth {
+    fn from(store: &StoreStatus) -> Self {
+        Self {
+            kind: store.kind,
+            instance: store.instance.clone(),
+            connected: store.connected,
+            synced: store.synced,
+            health: store.health(),
+            last_error: store.last_error.clone(),
+            published: store.published,
+            publish_failures: store.publish_failures,
+            dropped_updates: store.dropped_updates,
+            received: store.received,
+            applied: store.applied,
+            invalid_updates: store.invalid_updates,
         }
     }
 }

@@ -19,6 +19,22 @@
 //! (a section per group) and in the metrics (a `group` label), where they can also be exported
 //! by group only, to bound what a large fleet of keys costs Prometheus.
 //!
+//! A registry that shares its breakers' state with the app's other instances through a
+//! [shared state store](tower_circuit_breaker::store) shows the store too:
+//!
+//! - in the health report, a `store` entry: its kind, this instance's name, whether it is
+//!   connected, the last error, and its counters. A store that is not connected makes the app
+//!   **degraded** (still 200, still ready), never unhealthy: the breakers go on deciding, each
+//!   instance alone.
+//! - in the metrics, seven families labelled `store` (the store's kind) and `instance`:
+//!   `circuit_breaker_store_connected` (1 or 0) and the counters
+//!   `circuit_breaker_store_published_total`, `circuit_breaker_store_publish_failures_total`,
+//!   `circuit_breaker_store_dropped_updates_total`, `circuit_breaker_store_received_total`,
+//!   `circuit_breaker_store_applied_total` and `circuit_breaker_store_invalid_updates_total`
+//!   (see [`metrics`](crate::metrics#shared-state-store)). Without a store, none of them.
+//! - on the dashboard, a line with the store's kind, the instance, connected or not, and the
+//!   last error.
+//!
 //! # Example
 //!
 //! ```

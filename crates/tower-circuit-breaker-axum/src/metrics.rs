@@ -24,8 +24,9 @@
 //! Every per-breaker series has a `breaker` label, the breaker's name. When the scrape holds
 //! keyed breakers, every per-breaker series also has a `group` label: a keyed breaker's group,
 //! empty for a named breaker (see [below](#keyed-breakers)); the table leaves it out. The other
-//! labels take only the fixed values listed, so the number of series is bounded by the
-//! registry's own bound on breakers and each keyed group's bound on keys.
+//! labels take only the fixed values listed (the store's `store` and `instance` take one value
+//! each), so the number of series is bounded by the registry's own bound on breakers and each
+//! keyed group's bound on keys.
 //!
 //! | family | type | labels | what |
 //! |---|---|---|---|
@@ -49,8 +50,15 @@
 //! | `circuit_breaker_keyed_max_breakers` | gauge | `group` | the most keys the group holds a breaker for at once |
 //! | `circuit_breaker_keyed_overflowed_calls_total` | counter | `group` | calls for a new key sent to the group's overflow breaker while the group was full |
 //! | `circuit_breaker_keyed_evictions_total` | counter | `group` | idle breakers of the group evicted to make room for new keys |
+//! | `circuit_breaker_store_connected` | gauge | `store`, `instance` | 1 while the [shared state store](tower_circuit_breaker::store) is reachable, 0 while the breakers decide alone |
+//! | `circuit_breaker_store_published_total` | counter | `store`, `instance` | breaker updates this instance published to the store |
+//! | `circuit_breaker_store_publish_failures_total` | counter | `store`, `instance` | publishes and reads that failed or timed out |
+//! | `circuit_breaker_store_dropped_updates_total` | counter | `store`, `instance` | transitions dropped before they could be published (the queue was full; the breakers' state is published again) |
+//! | `circuit_breaker_store_received_total` | counter | `store`, `instance` | updates heard from the store, every instance's, this one's included |
+//! | `circuit_breaker_store_applied_total` | counter | `store`, `instance` | updates from the store that changed a breaker of this instance |
+//! | `circuit_breaker_store_invalid_updates_total` | counter | `store`, `instance` | values under a breaker's key in the store that could not be read as an update |
 //!
-//! The first fifteen families hold one series (or one per label value) per breaker; the last
+//! The first fifteen families hold one series (or one per label value) per breaker; the next
 //! five, one (or one per state) per keyed group, written whenever the registry has a keyed
 //! group, whether or not the group's breakers have series of their own.
 //!
@@ -122,6 +130,31 @@
 //! | per keyed group at its bound, per key (default) | about 40 × (`max_breakers` + 2) + 9; 40,089 for the default bound of 1000 |
 //! | per keyed group, per key (default) | as per breaker, for each live key and the group's overflow and no-key breakers |
 //! | per keyed group, in aggregate | none beyond the group's 9 |
+//! | with a shared state store | 7, in both modes |
+//!
+//! # Shared state store
+//!
+//! The seven `circuit_breaker_store_*` families are written only when the registry has a
+//! [shared state store](tower_circuit_breaker::store) attached
+//! ([`CircuitBreakerRegistry::attach_store`]), one series each, in either keyed mode: `store`
+//! is the store's [kind](tower_circuit_breaker::store::StateStore::kind) (`redis`, `memory`)
+//! and `instance` this instance's name in the store
+//! ([`StoreOptions::instance`](tower_circuit_breaker::store::StoreOptions::instance)). A
+//! registry without a store writes none of them. They are the figures of [`StoreStatus`], read
+//! at scrape time like the breakers' own.
+//!
+//! Two things to know about `instance`. Prometheus gives every scraped series its own
+//! `instance` label, the target's address; under the default `honor_labels: false` it keeps
+//! this one as `exported_instance`. And the default instance name is made anew at each start
+//! (the process id and a random suffix), so each restart starts new series: a stable name (the
+//! pod's) keeps one series per instance.
+//!
+//! `circuit_breaker_store_connected == 0` is the alert to write: the instance's breakers still
+//! decide on their own counts, but they no longer hear the fleet (and `/health` says
+//! `degraded`). Across a fleet, `sum(rate(circuit_breaker_store_published_total[5m]))` is what
+//! every instance's `circuit_breaker_store_received_total` should grow by; a growing
+//! `circuit_breaker_store_dropped_updates_total` says transitions come faster than the store
+//! takes them.
 //!
 //! # Cost
 //!
@@ -232,6 +265,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tower_circuit_breaker::keyed::KeyedSnapshot;
 use tower_circuit_breaker::metrics::LATENCY_BUCKETS;
 use tower_circuit_breaker::registry::{BreakerSnapshot, CircuitBreakerRegistry, RegistrySnapshot};
+use tower_circuit_breaker::store::StoreStatus;
 use tower_circuit_breaker::{CircuitMetrics, CircuitState};
 
 /// The `Content-Type` of [`render`]'s text: the Prometheus text format, version 0.0.4.
@@ -246,6 +280,10 @@ const BREAKER: &str = "breaker";
 
 /// The label of a keyed breaker's series, and of every group family: the group's name.
 const GROUP: &str = "group";
+
+/// The labels of the store's series: the store's kind, and this instance's name in it.
+const STORE: &str = "store";
+const INSTANCE: &str = "instance";
 
 /// The transitions breakers make on their own, exported from 0 (see the module docs); every
 /// other pair is exported once it has a count.
@@ -264,6 +302,9 @@ const BYTES_PER_BREAKER: usize = 5 * 1024;
 
 /// Bytes of text one keyed group's own families take, about.
 const BYTES_PER_GROUP: usize = 1024;
+
+/// Bytes of text the store's families take, about.
+const BYTES_FOR_STORE: usize = 2 * 1024;
 
 /// The exposition of `registry`'s breakers in the Prometheus text format (version 0.0.4), for a
 /// `/metrics` route: a fresh `prometheus_client` registry holding one [`RegistryCollector`],
@@ -312,7 +353,8 @@ impl RegistryCollector {
     /// With `true`, the breakers of keyed groups get no series of their own: each group shows
     /// only in the `circuit_breaker_keyed_*` families (its breakers by state, live and maximum
     /// count, overflowed calls, evictions), so a group of thousands of keys costs Prometheus 9
-    /// series instead of about 40 a key. Named breakers are exported as before. Default `false`.
+    /// series instead of about 40 a key. Named breakers, and the shared state store's families
+    /// when the registry has a store, are exported as before. Default `false`.
     #[must_use]
     pub const fn keyed_aggregate(mut self, aggregate: bool) -> Self {
         self.keyed_aggregate = aggregate;
@@ -362,7 +404,12 @@ impl RegistryCollector {
         };
         let bytes = (self.registry.len() + keyed)
             .saturating_mul(BYTES_PER_BREAKER)
-            .saturating_add(groups.len().saturating_mul(BYTES_PER_GROUP));
+            .saturating_add(groups.len().saturating_mul(BYTES_PER_GROUP))
+            .saturating_add(if self.registry.store().is_some() {
+                BYTES_FOR_STORE
+            } else {
+                0
+            });
         String::with_capacity(bytes + 64)
     }
 }
@@ -378,10 +425,13 @@ impl Collector for RegistryCollector {
         let snapshot = self.registry.snapshot();
         let breakers = exported(&snapshot, !self.keyed_aggregate);
         encode_breakers(&breakers, &mut encoder)?;
-        if snapshot.keyed.is_empty() {
-            return Ok(());
+        if !snapshot.keyed.is_empty() {
+            encode_groups(&snapshot.keyed, &mut encoder)?;
         }
-        encode_groups(&snapshot.keyed, &mut encoder)
+        if let Some(store) = &snapshot.store {
+            encode_store(store, &mut encoder)?;
+        }
+        Ok(())
     }
 }
 
@@ -705,6 +755,58 @@ fn encode_groups(groups: &[KeyedSnapshot], encoder: &mut DescriptorEncoder<'_>) 
         groups,
         |group| group.evictions,
     )
+}
+
+/// Writes the shared state store's families, one series each, labelled with the store's kind
+/// and this instance's name in it. Written only when the registry has a store.
+fn encode_store(store: &StoreStatus, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let labels = [(STORE, store.kind), (INSTANCE, &*store.instance)];
+    encoder
+        .encode_descriptor(
+            "circuit_breaker_store_connected",
+            "Whether the shared state store is reachable (1) or the breakers decide alone (0).",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_family(&labels)?
+        .encode_gauge(&u32::from(store.connected))?;
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "circuit_breaker_store_published",
+            "Breaker updates this instance published to the shared state store.",
+            store.published,
+        ),
+        (
+            "circuit_breaker_store_publish_failures",
+            "Publishes to and reads from the shared state store that failed or timed out.",
+            store.publish_failures,
+        ),
+        (
+            "circuit_breaker_store_dropped_updates",
+            "Transitions dropped before they could be published (the queue was full).",
+            store.dropped_updates,
+        ),
+        (
+            "circuit_breaker_store_received",
+            "Updates heard from the shared state store, every instance's (this one's included).",
+            store.received,
+        ),
+        (
+            "circuit_breaker_store_applied",
+            "Updates from the shared state store that changed a breaker of this instance.",
+            store.applied,
+        ),
+        (
+            "circuit_breaker_store_invalid_updates",
+            "Values in the shared state store that could not be read as a breaker update.",
+            store.invalid_updates,
+        ),
+    ];
+    for (name, help, count) in counters {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        counter(&mut family, &labels, count)?;
+    }
+    Ok(())
 }
 
 /// A gauge or counter family (a counter's `name` gets `_total`) with one series per group.

@@ -16,10 +16,10 @@ use crate::metrics::{self, RegistryCollector};
 ///
 /// | route | answer |
 /// |---|---|
-/// | `GET /health` | the [`HealthReport`] as JSON; 200 when healthy or degraded, 503 when unhealthy |
+/// | `GET /health` | the [`HealthReport`] as JSON; 200 when healthy or degraded, 503 when unhealthy; a [shared state store](tower_circuit_breaker::store) that is not connected makes it degraded, never unhealthy |
 /// | `GET /health/live` | 200 while the server serves |
-/// | `GET /health/ready` | 200, or 503 when unhealthy (a critical breaker open or isolated) |
-/// | `GET /metrics` | Prometheus text, rendered at scrape time from the breakers' counters (keyed breakers each with their own series, or by group only with [`keyed_metrics_aggregate`](Self::keyed_metrics_aggregate)) |
+/// | `GET /health/ready` | 200, or 503 when unhealthy (a critical breaker open or isolated; never because of the store) |
+/// | `GET /metrics` | Prometheus text, rendered at scrape time from the breakers' counters (keyed breakers each with their own series, or by group only with [`keyed_metrics_aggregate`](Self::keyed_metrics_aggregate)), and the store's figures when the registry has one |
 /// | `GET /` | the live dashboard (leave it out with [`dashboard(false)`](Self::dashboard)) |
 /// | `POST /breakers/{name}/{action}` | [admin](crate::admin) actions, only with [`admin_token`](Self::admin_token) |
 ///

@@ -21,6 +21,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower_circuit_breaker::registry::{BreakerSettings, CircuitBreakerRegistry};
+use tower_circuit_breaker::store::{InMemoryStateStore, StoreOptions};
 use tower_circuit_breaker::{CircuitBreakerConfig, CircuitState, ManualClock};
 use tower_circuit_breaker_axum::health::HealthReport;
 use tower_circuit_breaker_axum::{dashboard, BreakerRoutes};
@@ -189,6 +190,10 @@ async fn chromium_draws_every_breaker_with_its_state_nested_under_a_prefix() {
     assert_eq!(text_of(&status[0].markup, "id=\"status\""), "unhealthy");
     let connection = elements(dom, "div", "id=\"connection\"");
     assert_eq!(connection[0].attribute("data-connection"), "ok");
+    // No shared state store: no store line.
+    let store = elements(dom, "div", "id=\"store\"");
+    assert!(store[0].attributes.contains_key("hidden"), "{:?}", store[0]);
+    assert_eq!(store[0].attribute("data-connected"), "none");
 
     // Every breaker, once, in name order, with its state.
     let cards = elements(dom, "article", "data-breaker=");
@@ -585,4 +590,146 @@ async fn chromium_draws_keyed_breakers_in_a_section_per_group_with_keys_as_text(
     );
 
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 30_000);
+}
+
+/// An instance name a careless page would turn into an element.
+const HOSTILE_INSTANCE: &str = "<b onmouseover=alert(3)>web-1</b>";
+
+/// Polls `done` in real time (Chromium runs in real time, so this test does too) until it
+/// holds, for at most 10 s.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_the_shared_state_store_connected_then_down_with_its_error_as_text() {
+    // Two instances of an app share `cache` through one store; the page is `web`'s.
+    let store = InMemoryStateStore::new();
+    let instance = || {
+        CircuitBreakerRegistry::builder()
+            .clock(ManualClock::new())
+            .breaker(
+                "cache",
+                CircuitBreakerConfig::default().failure_threshold(1),
+            )
+            .build()
+            .unwrap()
+    };
+    let (web, other) = (instance(), instance());
+    let handle = web
+        .attach_store(
+            store.clone(),
+            StoreOptions::default().instance(HOSTILE_INSTANCE),
+        )
+        .unwrap();
+    let other_handle = other
+        .attach_store(store.clone(), StoreOptions::default().instance("worker-2"))
+        .unwrap();
+    handle.synced().await;
+    other_handle.synced().await;
+
+    // The other instance trips `cache` and resets it: `web` takes both.
+    let _ = other
+        .get("cache")
+        .unwrap()
+        .call(|| async { Err::<(), _>("timeout") })
+        .await;
+    eventually("web's cache opens", || {
+        web.get("cache").unwrap().state() == CircuitState::Open
+    })
+    .await;
+    other.get("cache").unwrap().reset();
+    eventually("web's cache closes", || handle.status().applied == 2).await;
+    assert_eq!(web.get("cache").unwrap().state(), CircuitState::Closed);
+
+    let addr = serve(BreakerRoutes::new(web.clone()).into_router()).await;
+    let store_line = |dom: &str| {
+        let mut found = elements(dom, "div", "id=\"store\"");
+        assert_eq!(found.len(), 1, "one #store in {dom}");
+        found.remove(0)
+    };
+
+    // Connected: green, no error, the figures.
+    let browser = chromium(format!("http://{addr}/"), "store-up", None).await;
+    let dom = browser.dom();
+    assert_eq!(
+        elements(dom, "span", "id=\"status\"")[0].attribute("data-status"),
+        "healthy"
+    );
+    let line = store_line(dom);
+    assert!(!line.attributes.contains_key("hidden"), "{line:?}");
+    assert_eq!(line.attribute("data-connected"), "true");
+    assert_eq!(text_of(&line.markup, "data-role=\"store-kind\""), "memory");
+    assert_eq!(
+        text_of(&line.markup, "data-role=\"store-instance\""),
+        HOSTILE_INSTANCE
+    );
+    assert_eq!(
+        text_of(&line.markup, "data-role=\"store-connection\""),
+        "connected"
+    );
+    assert_eq!(
+        text_of(&line.markup, "data-role=\"store-counts\""),
+        "0 published · 2 received · 2 applied"
+    );
+    assert_eq!(text_of(&line.markup, "data-role=\"store-error\""), "");
+
+    // Down: amber, the app degraded for it alone (every breaker closed), the last error shown.
+    store.set_down(true);
+    eventually("web sees the store down", || !handle.status().connected).await;
+    let (status, body) = get_text(addr, "/health").await;
+    assert_eq!(status, StatusCode::OK, "degraded is still 200: {body}");
+
+    let screenshot = target_dir().join("dashboard-store.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let browser = chromium(
+        format!("http://{addr}/"),
+        "store-down",
+        Some(screenshot.clone()),
+    )
+    .await;
+    let dom = browser.dom();
+    let status = elements(dom, "span", "id=\"status\"");
+    assert_eq!(status[0].attribute("data-status"), "degraded");
+    assert!(
+        status[0]
+            .attribute("title")
+            .contains("store is not connected"),
+        "{:?}",
+        status[0]
+    );
+    let cards = elements(dom, "article", "data-breaker=");
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0].attribute("data-state"), "closed");
+    let line = store_line(dom);
+    assert_eq!(line.attribute("data-connected"), "false");
+    assert_eq!(
+        text_of(&line.markup, "data-role=\"store-connection\""),
+        "disconnected"
+    );
+    let error = text_of(&line.markup, "data-role=\"store-error\"");
+    assert!(
+        error.starts_with("last error: the in-memory store"),
+        "the store's error in `{error}`"
+    );
+    assert!(
+        text_of(&line.markup, "data-role=\"store-counts\"")
+            .starts_with("0 published · 2 received · 2 applied"),
+        "{}",
+        line.markup
+    );
+
+    // The instance's name is text, not an element.
+    assert!(line
+        .markup
+        .contains("&lt;b onmouseover=alert(3)&gt;web-1&lt;/b&gt;</b>"));
+    assert!(
+        elements(dom, "b", "onmouseover").is_empty(),
+        "an instance name became markup"
+    );
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
