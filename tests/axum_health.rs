@@ -27,6 +27,8 @@ use serde_json::Value;
 
 #[path = "../crates/tower-circuit-breaker-axum/tests/support/browser.rs"]
 mod browser;
+#[path = "support/example.rs"]
+mod example;
 
 const BREAKERS: &str = r"
 circuit_breakers:
@@ -36,27 +38,8 @@ circuit_breakers:
     cache: { failure_threshold: 10 }
 ";
 
-/// The example binary, built (or found up to date) by cargo, as a user's `cargo run` would;
-/// with the workspace's features, so after `cargo test --workspace` it is already up to date.
 fn binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--workspace",
-            "--example",
-            "axum_health",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the axum_health example failed");
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_owned();
-    profile_dir.join("examples").join("axum_health")
+    example::binary("axum_health")
 }
 
 /// The running example, killed when dropped.

@@ -24,6 +24,9 @@ use tower_circuit_breaker::store::{BreakerId, StoreHandle, StoreOptions};
 use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, TransitionReason};
 use tower_circuit_breaker_redis::RedisStateStore;
 
+#[path = "support/example.rs"]
+mod example;
+
 // ===== the server =====
 
 /// A redis-server of the test's own, on a free loopback port, killed when dropped.
@@ -455,28 +458,6 @@ async fn values_that_are_not_a_breakers_state_are_ignored_with_a_warning() {
 
 // ===== two OS processes =====
 
-/// The `distributed` example, built by cargo as `cargo run` would.
-fn example_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--workspace",
-            "--example",
-            "distributed",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the distributed example failed");
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_owned();
-    profile_dir.join("examples").join("distributed")
-}
-
 /// One instance of the example, killed when dropped.
 struct Process {
     child: Child,
@@ -563,7 +544,7 @@ async fn two_processes_share_one_breaker() {
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let binary = example_binary();
+    let binary = example::binary("distributed");
     let a = Process::start(&binary, &redis, "a");
     let b = Process::start(&binary, &redis, "b");
     let (pay_a, pay_b) = (format!("{}/pay", a.base), format!("{}/pay", b.base));
