@@ -83,7 +83,7 @@
 //! Counter stripes are twice the cores (at least 4, at most 64), so a machine with 32 cores spends
 //! 16 KiB on them. Three things come on top, when used: its transition counts and the last ten
 //! transitions kept for [`recent_transitions`](CircuitBreaker::recent_transitions), made on the
-//! first transition (720 bytes more once it has made two); and the buffer of 64 transitions
+//! first transition (784 bytes more once it has made two); and the buffer of 64 transitions
 //! behind [`subscribe`](CircuitBreaker::subscribe), made on the first call to it. A
 //! [keyed](crate::keyed) breaker, made by the thousand, has one counter stripe and shares its
 //! config with its group.

@@ -72,8 +72,8 @@
 //! traffic, so threads seldom meet on it), shares its group's config, and makes its transition
 //! history on its first transition. With the default config, a breaker for a 22-byte key takes
 //! 931 bytes with its place in the map and in the eviction ring (measured with a counting
-//! allocator over 10,000 keys); 720 more once it has changed state
-//! (its transition counts and last transitions), 1,392 more after ten transitions. A bound of
+//! allocator over 10,000 keys); 784 more once it has changed state
+//! (its transition counts and last transitions), 1,552 more after ten transitions. A bound of
 //! 10,000 hosts costs about 9 MiB while they stay closed.
 //!
 //! # In a registry
