@@ -575,3 +575,65 @@ async fn two_processes_share_one_breaker() {
     let (_, health) = request("GET", &format!("{}/health", a.base), None).await;
     assert_eq!(payments_in_health(&health)["state"], "isolated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_breakers_are_shared_when_asked_and_stay_local_otherwise() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let instance = |share: bool, name: &'static str| {
+        let url = redis.url();
+        async move {
+            let registry = CircuitBreakerRegistry::builder()
+                .default_config(config())
+                .build()
+                .unwrap();
+            // A group name with a colon, as a key might have one too.
+            let hosts = registry.keyed("upstream:hosts").build().unwrap();
+            let handle = registry
+                .attach_store(
+                    RedisStateStore::open(&url).unwrap(),
+                    StoreOptions::default().instance(name).share_keyed(share),
+                )
+                .unwrap();
+            handle.synced().await;
+            (registry, hosts, handle)
+        }
+    };
+    let (_a, hosts_a, _ha) = instance(true, "a").await;
+    let (_b, hosts_b, _hb) = instance(true, "b").await;
+    let (_c, hosts_c, _hc) = instance(false, "c").await;
+    let on_b = hosts_b.get(Some("api.example:443"));
+    let on_c = hosts_c.get(Some("api.example:443"));
+    trip(&hosts_a.get(Some("api.example:443")));
+    eventually("b's key opens", Duration::from_secs(5), || {
+        on_b.state() == CircuitState::Open
+    })
+    .await;
+    assert_eq!(
+        on_c.state(),
+        CircuitState::Closed,
+        "c keeps its keyed breakers local"
+    );
+    // Another key of b's is untouched; a key b makes later reads the shared state.
+    assert_eq!(
+        hosts_b.get(Some("db.example:5432")).state(),
+        CircuitState::Closed
+    );
+    drop(on_b);
+    let (_d, hosts_d, _hd) = instance(true, "d").await;
+    let later = hosts_d.get(Some("api.example:443"));
+    eventually(
+        "a key made later reads its shared state",
+        Duration::from_secs(5),
+        || later.state() == CircuitState::Open,
+    )
+    .await;
+    let key = redis
+        .command(&[
+            "EXISTS",
+            "circuit-breaker:keyed:14:upstream:hosts:api.example:443",
+        ])
+        .await;
+    assert_eq!(key, redis::Value::Int(1));
+}

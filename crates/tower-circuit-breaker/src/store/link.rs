@@ -27,6 +27,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const READ_BATCH: usize = 256;
 /// Breakers made since the last read that wait to be read; past this, everything is read again.
 const MAX_PENDING_READS: usize = 4096;
+/// Breakers tracked before the ones the registry no longer has are forgotten (keyed breakers are
+/// evicted and made again by the thousand).
+const FIRST_PRUNE: usize = 4096;
 
 pub(crate) struct Link {
     store: Arc<dyn StateStore>,
@@ -47,6 +50,8 @@ pub(crate) struct Link {
     wanted: Mutex<Wanted>,
     work: Notify,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// How many tracked breakers make the publishing task forget the ones that are gone.
+    prune_at: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -117,6 +122,7 @@ impl Link {
             wanted: Mutex::new(Wanted::default()),
             work: Notify::new(),
             tasks: Mutex::new(Vec::new()),
+            prune_at: std::sync::atomic::AtomicUsize::new(FIRST_PRUNE),
         });
         let transitions = registry.subscribe();
         let publishing = runtime.spawn(publish_loop(Arc::clone(&link), transitions));
@@ -449,6 +455,34 @@ impl Link {
         true
     }
 
+    /// Forgets the breakers the registry no longer has (evicted keys), once the tracked ones
+    /// outgrow twice what was left last time: what is tracked stays bounded by the breakers
+    /// there are. One whose publication is on its way, or failed, is kept.
+    fn prune(&self) {
+        let tracked_now = lock(&self.tracked).len();
+        if tracked_now <= self.prune_at.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let live: std::collections::HashSet<BreakerId> = self
+            .attached(&registry)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let mut tracked = lock(&self.tracked);
+        tracked
+            .retain(|id, known| live.contains(id) || known.dirty || known.published > known.echoed);
+        self.prune_at
+            .store((tracked.len() * 2).max(FIRST_PRUNE), Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
+        lock(&self.tracked).len()
+    }
+
     /// The breaker's state now, as an update, if it is one the others take.
     fn current(&self, id: &BreakerId, breaker: &CircuitBreaker) -> Option<SharedState> {
         let metrics = breaker.metrics();
@@ -558,6 +592,7 @@ async fn publish_loop(link: Arc<Link>, mut transitions: broadcast::Receiver<Tran
         if !ok && retry.is_none() {
             retry = Some(Instant::now() + RETRY_AFTER);
         }
+        link.prune();
     }
 }
 
@@ -576,5 +611,45 @@ async fn listen_loop(link: Arc<Link>) {
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LAST_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InMemoryStateStore, StoreOptions};
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_tracked_stays_bounded_by_the_breakers_there_are() {
+        let registry = CircuitBreakerRegistry::new();
+        let hosts = registry.keyed("hosts").max_breakers(100).build().unwrap();
+        let handle = registry
+            .attach_store(
+                InMemoryStateStore::new(),
+                StoreOptions::default().share_keyed(true),
+            )
+            .unwrap();
+        handle.synced().await;
+        let mut most = 0;
+        for n in 0..30_000 {
+            // Each key changes state (so it is published and tracked), then is evicted by the
+            // keys after it.
+            let breaker = hosts.get(Some(&format!("host-{n}.example")));
+            breaker.isolate();
+            breaker.reset();
+            drop(breaker);
+            if n % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                most = most.max(handle.link.tracked());
+            }
+        }
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(hosts.evictions() > 29_000);
+        assert!(handle.status().published > 4 * FIRST_PRUNE as u64);
+        // Never more than twice the first bound (what was left after a prune, doubled), and far
+        // below the 30,000 keys seen.
+        assert!(most <= 2 * FIRST_PRUNE + 200, "{most}");
     }
 }
