@@ -216,6 +216,21 @@ async fn a_trip_reaches_the_other_instance_and_propagation_is_measured() {
     );
     // b took each of a's trips (its own resets are its own).
     assert!(hb.status().applied >= 30, "{:?}", hb.status());
+    // A closed breaker's key stays, a week, so an instance that was away reads the close.
+    let key = RedisStateStore::open(&redis.url())
+        .unwrap()
+        .key_of(&BreakerId {
+            group: None,
+            name: "payments".into(),
+        });
+    let redis::Value::BulkString(stored) = redis.command(&["GET", &key]).await else {
+        panic!("no key for a closed breaker");
+    };
+    assert!(String::from_utf8_lossy(&stored).contains(r#""state":"closed""#));
+    let redis::Value::Int(lives) = redis.command(&["PTTL", &key]).await else {
+        panic!("no TTL");
+    };
+    assert!(lives > 6 * 24 * 3_600_000, "{lives}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,6 +301,13 @@ async fn redis_killed_mid_run_fails_no_call_and_the_instances_converge_once_it_i
     };
     let (a, ha) = instance(&redis.url(), "a").await;
     let (b, hb) = instance(&redis.url(), "b").await;
+    // An isolate published before the server dies with its data.
+    let ledger = a.get_or_create("ledger").unwrap();
+    ledger.isolate();
+    eventually("the isolate is published", Duration::from_secs(5), || {
+        ha.status().published >= 1
+    })
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     // Calls go on all along on both instances (on a breaker that stays closed everywhere).
     let load = [
@@ -304,7 +326,6 @@ async fn redis_killed_mid_run_fails_no_call_and_the_instances_converge_once_it_i
     // a trips on its own counts and rejects; b cannot hear it and keeps admitting.
     trip(&payments(&a));
     assert!(payments(&a).try_acquire().is_err());
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(payments(&b).state(), CircuitState::Closed);
     payments(&b).try_acquire().unwrap().success();
     eventually(
@@ -333,6 +354,14 @@ async fn redis_killed_mid_run_fails_no_call_and_the_instances_converge_once_it_i
     // a published its trip again: b converges on it.
     eventually("b takes a's trip", Duration::from_secs(10), || {
         payments(&b).state() == CircuitState::Open
+    })
+    .await;
+    // The restarted server lost everything (no persistence): a published the isolate again, so
+    // an instance starting now starts with it.
+    let (c, _hc) = instance(&redis.url(), "c").await;
+    let ledger_c = c.get_or_create("ledger").unwrap();
+    eventually("c reads the isolate", Duration::from_secs(5), || {
+        ledger_c.state() == CircuitState::Isolated
     })
     .await;
     println!("{total} calls served while redis-server was killed and restarted; none failed");

@@ -43,9 +43,13 @@
 //!   the last update as JSON: the state, the end of the break on the server's clock, the
 //!   publishing instance and its reason. An open breaker's key expires when its break ends, so
 //!   an instance starting later never joins a break that is over; an isolated or disabled
-//!   breaker's key stays until another update; a closed breaker's key is removed (no key reads
-//!   as closed).
-//! - **`<prefix>version`:** the last version given, so every update is ordered.
+//!   breaker's key stays until another update; a closed breaker's key stays a week, so an
+//!   instance that was cut off when the fleet closed it reads the close when it is back (no key
+//!   reads as closed too).
+//! - **`<prefix>version`:** the last version given, so every update is ordered. Versions are
+//!   the server's clock in milliseconds times 1024, kept growing: they go on growing after a
+//!   restart that lost the data. A value there that is not a whole number near the clock's is
+//!   ignored; a version more than a day ahead of an instance's clock is not taken.
 //! - **A pub/sub channel, `<prefix>updates`**, where every update is published as it is written.
 //!
 //! A Lua script writes the key, gives the version and publishes, in one step on the server: Redis
@@ -64,7 +68,9 @@
 //! # When Redis is down, slow, or never answers
 //!
 //! Calls never wait on Redis: publishing happens on a background task, and every publish, read,
-//! connection and ping has a timeout ([`RedisStateStore::timeout`], default 1 s). The instance
+//! connection and ping has a timeout ([`RedisStateStore::timeout`] for connecting and each answer,
+//! [`StoreOptions::timeout`](tower_circuit_breaker::store::StoreOptions::timeout) for a whole
+//! publish or read; both 1 s by default, both set from the config file's `store.timeout`). The instance
 //! goes on deciding alone; the registry's health says degraded, with the error; `/metrics`
 //! (through `tower-circuit-breaker-axum`) shows the store disconnected and counts publish
 //! failures and dropped updates. Once Redis answers again, the instance publishes the breakers
@@ -73,8 +79,11 @@
 //! A value under a breaker's key that is not a breaker's state (another program's string, a
 //! hash) is ignored with a warning and counted, never taken.
 //!
-//! Redis Cluster is not supported (the script touches two keys that may live on different
-//! nodes); a single server, or a primary with replicas behind Sentinel, is.
+//! A single server is supported. Redis Cluster is not (the script touches two keys that may live
+//! on different nodes), nor is Sentinel: this crate builds redis-rs without either. `rediss://`
+//! (TLS) needs redis-rs's TLS features, which this crate does not turn on: such a URL is refused
+//! when the store is made, naming `store.redis.url`. A server that restarts without its data is
+//! caught up by the instances (see the [`store`](tower_circuit_breaker::store) module).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

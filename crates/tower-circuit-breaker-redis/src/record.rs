@@ -12,13 +12,15 @@ use tower_circuit_breaker::CircuitState;
 /// alone, so the version it gives is the order every instance hears the updates in).
 ///
 /// The version is the server's clock in milliseconds times 1024, or one more than the last
-/// version given if that is higher: it keeps growing across a server restart that lost the data
-/// (the clock has moved on) and never repeats within a millisecond. It is kept under its own key,
-/// with no expiry, written as a decimal string (Lua numbers are doubles; these stay below 2^53).
+/// version given if that is higher (and a whole number less than 2^30 ahead of the clock's: a
+/// value that is not is someone else's, and ignored): it keeps growing across a server restart
+/// that lost the data (the clock has moved on) and never repeats within a millisecond. It is kept
+/// under its own key, with no expiry, written as a decimal string (Lua numbers are doubles; these
+/// stay below 2^53, and every number sent to Redis is formatted as a whole number).
 ///
 /// KEYS: the breaker's key, the version key. ARGV: the channel, the record as JSON (without the
-/// fields the script adds), the break in milliseconds (empty unless open), and `delete` for a
-/// closed breaker (its key is removed: no key reads as closed).
+/// fields the script adds), the break in milliseconds (empty unless open), and how long the key
+/// of a state that is not open lives, in milliseconds (empty: until the next update).
 pub(crate) const PUBLISH: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -26,7 +28,9 @@ local version = now * 1024
 local last = redis.pcall('GET', KEYS[2])
 if type(last) == 'string' then
   local given = tonumber(last)
-  if given and given >= version then version = given + 1 end
+  if given and given == math.floor(given) and given >= version and given < version + 1073741824 then
+    version = given + 1
+  end
 end
 local v = string.format('%.0f', version)
 redis.call('SET', KEYS[2], v)
@@ -36,10 +40,9 @@ record.now_ms = string.format('%.0f', now)
 local open_for = tonumber(ARGV[3])
 if open_for then record.until_ms = string.format('%.0f', now + open_for) end
 local text = cjson.encode(record)
-if ARGV[4] == 'delete' then
-  redis.call('DEL', KEYS[1])
-elseif open_for then
-  redis.call('SET', KEYS[1], text, 'PX', math.max(1, open_for))
+local lives = open_for or tonumber(ARGV[4])
+if lives then
+  redis.call('SET', KEYS[1], text, 'PX', string.format('%.0f', math.max(1, lives)))
 else
   redis.call('SET', KEYS[1], text)
 end
@@ -128,9 +131,9 @@ impl<'a> Outgoing<'a> {
     }
 }
 
-/// What the script stores and publishes: the instance's record and the fields it adds.
+/// What the script stores and publishes: the instance's record and the fields it adds. Fields it
+/// does not know are ignored (a newer instance's, during a rolling upgrade).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Record {
     breaker: String,
     #[serde(default)]
@@ -162,6 +165,23 @@ pub(crate) enum Invalid {
         found: BreakerId,
         expected: BreakerId,
     },
+    #[error("its version {0} is more than a day ahead of this instance's clock")]
+    Ahead(u64),
+}
+
+/// The longest break shared, in milliseconds (ten years): anything longer is shared as this, so
+/// every figure stays a whole number Redis takes.
+pub(crate) const MAX_OPEN_FOR_MS: u128 = 10 * 365 * 24 * 3_600_000;
+
+/// The highest version this instance takes: a day ahead of its clock (versions are the server's
+/// clock in milliseconds times 1024). Anything higher is not the store's, and taking it would make
+/// the instance skip every real update of that breaker after it.
+fn highest_version() -> u64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let highest = (now_ms + 86_400_000) * 1024;
+    u64::try_from(highest).unwrap_or(u64::MAX)
 }
 
 fn number(text: &str, field: &'static str) -> Result<u64, Invalid> {
@@ -173,6 +193,9 @@ fn number(text: &str, field: &'static str) -> Result<u64, Invalid> {
 pub(crate) fn parse(text: &[u8], now_ms: Option<u64>) -> Result<SharedState, Invalid> {
     let record: Record = serde_json::from_slice(text)?;
     let version = number(&record.version, "version")?;
+    if version > highest_version() {
+        return Err(Invalid::Ahead(version));
+    }
     let written_ms = number(&record.now_ms, "now_ms")?;
     let open_for = match (record.state, &record.until_ms) {
         (CircuitState::HalfOpen, _) => return Err(Invalid::HalfOpen),
@@ -239,11 +262,11 @@ mod tests {
     #[test]
     fn a_stored_open_state_is_joined_for_what_is_left_of_its_break() {
         let text = br#"{"breaker":"db","state":"open","generation":3,"origin":"a","sequence":1,
-            "reason":"5 consecutive failures","version":"1843200000000000","now_ms":"1000",
+            "reason":"5 consecutive failures","version":"1839104000000000","now_ms":"1000",
             "until_ms":"31000"}"#;
         let state = parse_stored(text, 11_000, &id(None, "db")).unwrap();
         assert_eq!(state.open_for, Some(Duration::from_secs(20)));
-        assert_eq!(state.version, 1_843_200_000_000_000);
+        assert_eq!(state.version, 1_839_104_000_000_000);
         // Heard on the channel, the break runs from when it was written.
         let heard = parse(text, None).unwrap();
         assert_eq!(heard.open_for, Some(Duration::from_secs(30)));
@@ -251,7 +274,11 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_why() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"{"breaker":"db","state":"closed","generation":1,"origin":"a","sequence":1,"reason":"","version":"18446744073709551615","now_ms":"1"}"#,
+                "its version 18446744073709551615 is more than a day ahead of this instance's clock",
+            ),
             (b"not json", "not a breaker's state: expected ident at line 1 column 2"),
             (br#"{"breaker":"db"}"#, "not a breaker's state: missing field `state` at line 1 column 16"),
             (

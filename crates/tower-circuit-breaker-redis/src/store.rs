@@ -18,6 +18,8 @@ use crate::Error;
 
 /// How often a listening connection is pinged, to find a server that stopped answering.
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// How long a closed breaker's key stays.
+const CLOSED_KEY_LIVES: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Breaker states shared through a Redis (or Valkey) server: a key per breaker and one pub/sub
 /// channel. Cheap to clone; attach it with
@@ -41,8 +43,8 @@ struct Inner {
 }
 
 impl RedisStateStore {
-    /// A store on the server at `url` (`redis://[user:password@]host[:port][/db]`, `rediss://`
-    /// for TLS where redis-rs is built with it, `unix:///path`), with keys under
+    /// A store on the server at `url` (`redis://[user:password@]host[:port][/db]`,
+    /// `unix:///path`), with keys under
     /// `circuit-breaker:`. Connects on first use, not here: a server that is down now is not an
     /// error.
     ///
@@ -141,13 +143,19 @@ impl RedisStateStore {
     async fn publish_now(&self, update: &SharedState) -> Result<(), StoreError> {
         let record = serde_json::to_string(&Outgoing::of(update)).map_err(StoreError::new)?;
         let open_for = match (update.state, update.open_for) {
-            (CircuitState::Open, open_for) => open_for.unwrap_or_default().as_millis().to_string(),
+            (CircuitState::Open, open_for) => open_for
+                .unwrap_or_default()
+                .as_millis()
+                .min(record::MAX_OPEN_FOR_MS)
+                .to_string(),
             _ => String::new(),
         };
-        let mode = if update.state == CircuitState::Closed {
-            "delete"
+        // A closed breaker's key stays a week, so an instance that was away reads the close; an
+        // isolated or disabled one's until the next update.
+        let lives = if update.state == CircuitState::Closed {
+            CLOSED_KEY_LIVES.as_millis().to_string()
         } else {
-            "keep"
+            String::new()
         };
         let mut commands = self.commands()?;
         let _version: String = self
@@ -158,7 +166,7 @@ impl RedisStateStore {
             .arg(&self.inner.channel)
             .arg(record)
             .arg(open_for)
-            .arg(mode)
+            .arg(lives)
             .invoke_async(&mut commands)
             .await
             .map_err(StoreError::new)?;

@@ -320,7 +320,7 @@ fn bad_inputs_are_refused_naming_the_path_and_the_rule() {
             "a store URL that is not Redis's",
             yaml,
             "circuit_breakers:\n  store:\n    redis: { url: \"http://cache:6379\" }\n",
-            "circuit_breakers.store.redis.url: must start with redis://, rediss:// or unix://, got `http://cache:6379`",
+            "circuit_breakers.store.redis.url: must be a redis://, rediss://, valkey://, valkeys://, unix:// or redis+unix:// URL, got `http://cache:6379`",
         ),
         (
             "an empty key prefix",

@@ -449,6 +449,11 @@ async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still
         );
         settle().await;
         search_a.isolate();
+        // Meanwhile b isolates a breaker a has never changed: a's sync must take it, not
+        // publish its own untouched closed state over it.
+        let ledger_a = a.get_or_create("ledger").unwrap();
+        b.get_or_create("ledger").unwrap().isolate();
+        settle().await;
         let on_a = payments(&a);
         for _ in 0..500 {
             on_a.isolate();
@@ -464,6 +469,186 @@ async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still
         let status = ha.status();
         assert!(status.dropped_updates >= 1_002 - 256, "{status:?}");
         assert!(status.published < 1_002 - 256 + 10, "{status:?}");
+        settle().await;
+        assert_eq!(ledger_a.state(), CircuitState::Isolated);
+        assert_eq!(b.get("ledger").unwrap().state(), CircuitState::Isolated);
+    })
+    .await;
+}
+
+/// A store one instance reaches through a link that can be cut: while cut, that instance's
+/// publishes, reads and listening fail, as across a network partition; the others go on.
+#[derive(Clone)]
+struct Partitioned {
+    store: InMemoryStateStore,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cutting: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Partitioned {
+    fn new(store: &InMemoryStateStore) -> Self {
+        Self {
+            store: store.clone(),
+            cut: Default::default(),
+            cutting: Default::default(),
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            self.cutting.notify_waiters();
+        }
+    }
+
+    fn check(&self) -> Result<(), tower_circuit_breaker::store::StoreError> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(tower_circuit_breaker::store::StoreError::new("partitioned"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl tower_circuit_breaker::store::StateStore for Partitioned {
+    fn kind(&self) -> &'static str {
+        "partitioned"
+    }
+
+    fn publish<'a>(
+        &'a self,
+        update: &'a tower_circuit_breaker::store::SharedState,
+    ) -> tower_circuit_breaker::store::StoreFuture<
+        'a,
+        Result<(), tower_circuit_breaker::store::StoreError>,
+    > {
+        Box::pin(async move {
+            self.check()?;
+            self.store.publish(update).await
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        breakers: &'a [tower_circuit_breaker::store::BreakerId],
+    ) -> tower_circuit_breaker::store::StoreFuture<
+        'a,
+        Result<Vec<tower_circuit_breaker::store::Stored>, tower_circuit_breaker::store::StoreError>,
+    > {
+        Box::pin(async move {
+            self.check()?;
+            self.store.read(breakers).await
+        })
+    }
+
+    fn listen<'a>(
+        &'a self,
+        inbox: &'a tower_circuit_breaker::store::Inbox,
+    ) -> tower_circuit_breaker::store::StoreFuture<'a, tower_circuit_breaker::store::StoreError>
+    {
+        Box::pin(async move {
+            let cutting = self.cutting.notified();
+            if let Err(error) = self.check() {
+                return error;
+            }
+            tokio::select! {
+                error = self.store.listen(inbox) => error,
+                () = cutting => tower_circuit_breaker::store::StoreError::new("partitioned"),
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_cut_off_while_the_fleet_lifts_an_isolate_takes_the_close_when_it_is_back() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let link_a = Partitioned::new(&store);
+        let a = registry();
+        let ha = a
+            .attach_store(link_a.clone(), StoreOptions::default().instance("a"))
+            .unwrap();
+        ha.synced().await;
+        let (b, _hb) = instance(&store, "b").await;
+
+        payments(&b).isolate();
+        eventually("a follows the isolate", || {
+            payments(&a).state() == CircuitState::Isolated
+        })
+        .await;
+        link_a.set_cut(true);
+        eventually("a is cut off", || !ha.status().connected).await;
+        payments(&b).automatic();
+        settle().await;
+        assert_eq!(
+            payments(&a).state(),
+            CircuitState::Isolated,
+            "a cannot hear it"
+        );
+
+        link_a.set_cut(false);
+        eventually("a takes the close when it is back", || {
+            payments(&a).state() == CircuitState::Closed
+        })
+        .await;
+        assert_eq!(payments(&b).state(), CircuitState::Closed);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trip_an_instance_could_not_publish_does_not_undo_the_fleets_isolate() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let link_a = Partitioned::new(&store);
+        let a = registry();
+        let ha = a
+            .attach_store(link_a.clone(), StoreOptions::default().instance("a"))
+            .unwrap();
+        ha.synced().await;
+        let (b, _hb) = instance(&store, "b").await;
+
+        // a trips and is cut off before its update comes back to it.
+        trip(&payments(&a));
+        link_a.set_cut(true);
+        settle().await;
+        // The fleet moves on: b isolates.
+        payments(&b).isolate();
+        settle().await;
+        link_a.set_cut(false);
+        eventually("a takes b's isolate", || {
+            payments(&a).state() == CircuitState::Isolated
+        })
+        .await;
+        settle().await;
+        assert_eq!(payments(&b).state(), CircuitState::Isolated);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registry_with_breaking_switched_off_does_not_follow_the_fleet() {
+    run(async {
+        let store = InMemoryStateStore::new();
+        let off = CircuitBreakerRegistry::builder()
+            .enabled(false)
+            .breaker("payments", config())
+            .build()
+            .unwrap();
+        off.attach_store(store.clone(), StoreOptions::default())
+            .unwrap()
+            .synced()
+            .await;
+        let (b, _hb) = instance(&store, "b").await;
+        trip(&payments(&b));
+        payments(&b).isolate();
+        settle().await;
+        assert_eq!(payments(&off).state(), CircuitState::Disabled);
+        assert_eq!(
+            payments(&b).state(),
+            CircuitState::Isolated,
+            "nor does it lead it"
+        );
     })
     .await;
 }

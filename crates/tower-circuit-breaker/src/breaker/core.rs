@@ -806,6 +806,15 @@ impl Shared {
         self.with_lock(|guard| guard.adopt(word::tag_of(to), open_for, now))
     }
 
+    /// Why the breaker last changed state, if it has.
+    pub(crate) fn last_reason(&self) -> Option<TransitionReason> {
+        lock(&self.locked)
+            .history
+            .as_ref()
+            .and_then(|history| history.recent.back())
+            .map(|last| last.reason)
+    }
+
     /// The generation the breaker is in.
     pub(crate) fn generation(&self) -> u64 {
         word::generation(self.word.load(Ordering::Acquire))

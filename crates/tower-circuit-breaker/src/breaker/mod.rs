@@ -430,6 +430,11 @@ impl CircuitBreaker {
         self.shared.adopt(to, open_for)
     }
 
+    /// Why the breaker last changed state, if it has.
+    pub(crate) fn last_reason(&self) -> Option<TransitionReason> {
+        self.shared.last_reason()
+    }
+
     /// The generation the breaker is in (it grows by one on every transition).
     pub(crate) fn generation(&self) -> u64 {
         self.shared.generation()

@@ -88,7 +88,8 @@ pub struct StoreConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host[:port][/db]`, `rediss://` for TLS, or `unix:///path`.
+    /// `redis://[user:password@]host[:port][/db]` or `unix:///path` (`valkey://` too; `rediss://`
+    /// where the store's crate is built with TLS).
     pub url: String,
     /// Put before every key and channel name (default `circuit-breaker:`), so apps sharing a
     /// server keep apart.
@@ -151,7 +152,8 @@ impl StoreConfig {
             return Err(ConfigError::new(
                 format!("{path}.redis.url"),
                 format!(
-                    "must start with redis://, rediss:// or unix://, got `{}`",
+                    "must be a redis://, rediss://, valkey://, valkeys://, unix:// or \
+                     redis+unix:// URL, got `{}`",
                     redis.url
                 ),
             ));

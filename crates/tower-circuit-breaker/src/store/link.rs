@@ -203,6 +203,10 @@ impl Link {
     fn disconnected(&self, error: &StoreError) {
         let was = self.listening.swap(false, Ordering::AcqRel);
         self.synced.send_replace(false);
+        // No echo comes back on a lost connection: the sync on reconnecting decides instead.
+        for known in lock(&self.tracked).values_mut() {
+            known.echoed = known.published;
+        }
         *lock(&self.last_error) = Some(error.to_string());
         if was {
             tracing::warn!(
@@ -240,18 +244,26 @@ impl Link {
         let Some(registry) = self.registry.upgrade() else {
             return;
         };
+        if !registry.settings().enabled {
+            // Breaking is switched off here by config: the breakers stay disabled, whatever the
+            // fleet does (they still publish nothing).
+            return;
+        }
         let Some(breaker) = find(&registry, &update.breaker) else {
             // Not made here (yet): it is read when it is made.
             return;
         };
         let mut tracked = lock(&self.tracked);
         let known = tracked.entry(update.breaker.clone()).or_default();
+        let own = *update.origin == *self.origin;
+        if own {
+            known.echoed = known.echoed.max(update.sequence);
+        }
         if update.version <= known.last_version {
             return;
         }
         known.last_version = update.version;
-        if *update.origin == *self.origin {
-            known.echoed = known.echoed.max(update.sequence);
+        if own {
             // Taken again only if another instance's update, older in the store's order, was
             // taken after this one was made.
             if update.sequence < known.published || known.adopted != Some(breaker.generation()) {
@@ -263,26 +275,32 @@ impl Link {
         }
         let open_for = matches!(update.state, CircuitState::Open)
             .then(|| update.open_for.unwrap_or(breaker.config().break_duration));
-        // A `tracing` subscriber's panic on the transition's event must not end the task: the
-        // state has changed by then.
-        let adopted =
-            std::panic::catch_unwind(AssertUnwindSafe(|| breaker.adopt(update.state, open_for)));
         known.known = Some(update.state);
+        // What this instance could not publish is superseded.
+        known.dirty = false;
+        // A `tracing` subscriber's panic on the transition's event (or on the line below) must
+        // not end the task: the state has changed by then.
+        let adopted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let adopted = breaker.adopt(update.state, open_for);
+            if adopted.is_some() {
+                tracing::info!(
+                    breaker = %update.breaker.name,
+                    group = update.breaker.group.as_deref(),
+                    origin = %update.origin,
+                    state = %update.state,
+                    reason = %update.reason,
+                    "circuit breaker {} {}, following instance `{}` ({})",
+                    update.breaker,
+                    update.state,
+                    update.origin,
+                    update.reason,
+                );
+            }
+            adopted
+        }));
         if let Ok(Some(generation)) = adopted {
             known.adopted = Some(generation);
             self.counts.applied.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
-                breaker = %update.breaker.name,
-                group = update.breaker.group.as_deref(),
-                origin = %update.origin,
-                state = %update.state,
-                reason = %update.reason,
-                "circuit breaker {} {}, following instance `{}` ({})",
-                update.breaker,
-                update.state,
-                update.origin,
-                update.reason,
-            );
         }
     }
 
@@ -398,61 +416,151 @@ impl Link {
         ok
     }
 
-    /// Publishes the breakers whose state the store may lack (every one that differs from what
-    /// was last published or taken, when transitions were dropped), then reads them all.
+    /// Brings this instance and the store together, after a (re)connection or dropped
+    /// transitions: reads every breaker's shared state, then
+    ///
+    /// - publishes the breakers whose own state the store missed: a publication failed (or,
+    ///   with `full`, a transition was dropped before it was published), so this instance's
+    ///   state is newer than the store's;
+    /// - publishes the ones the store has no state for while this instance's is not closed
+    ///   (the store lost its data, or never had it): an isolate or a disable, or an open break of
+    ///   this instance's own;
+    /// - takes the store's state for the others, by the usual rules;
+    /// - publishes the last state of breakers gone from the registry (evicted keys) whose
+    ///   publication failed, then forgets them.
+    ///
+    /// Stops at the first failure (the next attempt starts over).
     async fn sync(&self, registry: &CircuitBreakerRegistry, full: bool) -> bool {
         let attached = self.attached(registry);
-        let mut ok = true;
-        for (id, breaker) in &attached {
-            let missed = {
+        let ids: Vec<BreakerId> = attached.iter().map(|(id, _)| id.clone()).collect();
+        let Some(stored) = self.read_all(&ids).await else {
+            return false;
+        };
+        for ((id, breaker), stored) in attached.iter().zip(stored) {
+            let generation = breaker.generation();
+            let state = breaker.stored_state();
+            let (missed, own) = {
                 let tracked = lock(&self.tracked);
                 let known = tracked.get(id);
-                known.is_some_and(|known| known.dirty)
-                    || (full && known.and_then(|known| known.known) != Some(breaker.stored_state()))
+                // A decision of this instance's: it has made a transition, not taken from the store.
+                let own =
+                    generation != 0 && known.and_then(|known| known.adopted) != Some(generation);
+                let changed = known.and_then(|known| known.known) != Some(state);
+                (
+                    known.is_some_and(|known| known.dirty) || (full && own && changed),
+                    own,
+                )
             };
-            if missed {
+            let publish = match stored {
+                // A hand's isolate or disable in the store is not undone by a trip or a close
+                // this instance could not publish meanwhile; its own hand's action is published.
+                Stored::State(update)
+                    if missed
+                        && matches!(
+                            update.state,
+                            CircuitState::Isolated | CircuitState::Disabled
+                        )
+                        && !by_hand(breaker) =>
+                {
+                    self.take(&update);
+                    false
+                }
+                _ if missed => true,
+                Stored::State(update) => {
+                    self.take(&update);
+                    false
+                }
+                Stored::Missing | Stored::Invalid(_) => match state {
+                    CircuitState::Isolated | CircuitState::Disabled => true,
+                    CircuitState::Open => own,
+                    CircuitState::Closed | CircuitState::HalfOpen => false,
+                },
+            };
+            if publish {
                 if let Some(update) = self.current(id, breaker) {
-                    ok &= self.send(update).await;
+                    if !self.send(update).await {
+                        return false;
+                    }
                 }
             }
         }
-        let ids: Vec<BreakerId> = attached.into_iter().map(|(id, _)| id).collect();
-        ok &= self.read(&ids).await;
-        if ok {
-            self.synced.send_replace(true);
+        if !self.publish_gone(&ids).await {
+            return false;
         }
-        ok
+        self.synced.send_replace(true);
+        true
+    }
+
+    /// Publishes the last known state of the breakers that are gone from the registry but whose
+    /// last publication failed, and forgets them.
+    async fn publish_gone(&self, live: &[BreakerId]) -> bool {
+        let live: std::collections::HashSet<&BreakerId> = live.iter().collect();
+        let gone: Vec<(BreakerId, CircuitState)> = lock(&self.tracked)
+            .iter()
+            .filter(|(id, known)| known.dirty && !live.contains(id))
+            .map(|(id, known)| (id.clone(), known.known.unwrap_or(CircuitState::Closed)))
+            .collect();
+        for (id, state) in gone {
+            // Evicted breakers are closed (or disabled): nothing else is evicted.
+            let update = SharedState {
+                breaker: id.clone(),
+                state,
+                open_for: None,
+                generation: 0,
+                origin: Arc::clone(&self.origin),
+                sequence: 0,
+                version: 0,
+                reason: "its last state before it was evicted".to_owned(),
+            };
+            if matches!(state, CircuitState::Open | CircuitState::HalfOpen) {
+                lock(&self.tracked).remove(&id);
+                continue;
+            }
+            if !self.send(update).await {
+                return false;
+            }
+            lock(&self.tracked).remove(&id);
+        }
+        true
     }
 
     /// Reads `ids`' shared state and takes it.
     async fn read(&self, ids: &[BreakerId]) -> bool {
-        for batch in ids.chunks(READ_BATCH) {
-            let read = tokio::time::timeout(self.timeout, self.store.read(batch)).await;
-            match read {
-                Ok(Ok(states)) => {
-                    self.failing.store(false, Ordering::Release);
-                    for (id, stored) in batch.iter().zip(states) {
-                        match stored {
-                            Stored::State(state) => self.take(&state),
-                            Stored::Invalid(why) => self.invalid(&id.to_string(), &why),
-                            Stored::Missing => {}
-                        }
-                    }
-                }
-                Ok(Err(error)) => {
-                    self.failed(&error);
-                    return false;
-                }
-                Err(_) => {
-                    self.failed(&StoreError::new(format!(
-                        "no answer within {:?}",
-                        self.timeout
-                    )));
-                    return false;
-                }
+        let Some(stored) = self.read_all(ids).await else {
+            return false;
+        };
+        for stored in stored {
+            if let Stored::State(update) = stored {
+                self.take(&update);
             }
         }
         true
+    }
+
+    /// Reads `ids`' shared state, in batches; what cannot be read is warned about and counted.
+    async fn read_all(&self, ids: &[BreakerId]) -> Option<Vec<Stored>> {
+        let mut all = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(READ_BATCH) {
+            let read = tokio::time::timeout(self.timeout, self.store.read(batch)).await;
+            let error = match read {
+                Ok(Ok(stored)) if stored.len() == batch.len() => {
+                    self.failing.store(false, Ordering::Release);
+                    for (id, stored) in batch.iter().zip(&stored) {
+                        if let Stored::Invalid(why) = stored {
+                            self.invalid(&id.to_string(), why);
+                        }
+                    }
+                    all.extend(stored);
+                    continue;
+                }
+                Ok(Ok(_)) => StoreError::new("the store answered for the wrong number of breakers"),
+                Ok(Err(error)) => error,
+                Err(_) => StoreError::new(format!("no answer within {:?}", self.timeout)),
+            };
+            self.failed(&error);
+            return None;
+        }
+        Some(all)
     }
 
     /// Forgets the breakers the registry no longer has (evicted keys), once the tracked ones
@@ -541,6 +649,20 @@ impl fmt::Debug for Link {
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the breaker's last change was made by hand (an isolate, a disable, a reset, an
+/// override lifted).
+fn by_hand(breaker: &CircuitBreaker) -> bool {
+    matches!(
+        breaker.last_reason(),
+        Some(
+            TransitionReason::Reset
+                | TransitionReason::Isolated
+                | TransitionReason::Disabled
+                | TransitionReason::Automatic
+        )
+    )
 }
 
 /// The registry's breaker `id` names, if it has one (never made here).

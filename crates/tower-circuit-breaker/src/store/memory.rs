@@ -69,7 +69,10 @@ impl StateStore for InMemoryStateStore {
             hub.version += 1;
             let mut update = update.clone();
             update.version = hub.version;
-            let until = update.open_for.map(|open_for| Instant::now() + open_for);
+            // A break too long for the clock never ends.
+            let until = update
+                .open_for
+                .and_then(|open_for| Instant::now().checked_add(open_for));
             hub.states
                 .insert(update.breaker.clone(), (update.clone(), until));
             hub.listeners

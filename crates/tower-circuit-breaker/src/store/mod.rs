@@ -15,8 +15,14 @@
 //!   Each instance keeps deciding on its own counts: what it takes is the state, never the counts.
 //!   A taken transition has the reason [`Shared`](crate::TransitionReason::Shared).
 //! - **At start and after a reconnect:** the instance reads every breaker's shared state and takes
-//!   it (a break that is still running is joined for what is left of it); breakers it changed
-//!   while the store was unreachable are published first, so the fleet converges on them.
+//!   it (a break that is still running is joined for what is left of it). A breaker it changed
+//!   while the store was unreachable is published instead, so the fleet converges on it, unless
+//!   the store holds an isolate or a disable made by hand meanwhile and the instance's own change
+//!   was not: a trip or a close never undoes a hand's action. A breaker the store has no state
+//!   for while it is isolated, disabled, or open by this instance's own trip is published too:
+//!   the store lost its data (a restart without persistence) and gets it back from the fleet.
+//! - **A registry whose config switches breaking off** (`enabled: false`) neither publishes nor
+//!   takes anything: its breakers stay disabled.
 //!
 //! # Order: the store's, the same on every instance
 //!
@@ -233,7 +239,8 @@ pub struct StoreOptions {
     /// Whether the breakers of [keyed groups](crate::keyed) are shared too, each key under its own
     /// entry in the store (default `false`: keyed breakers, made by the thousand, stay local).
     pub share_keyed: bool,
-    /// How long a publish or a read may take before it counts as failed (default 1 s).
+    /// How long a publish or a read may take before it counts as failed (default 1 s). A store
+    /// may have timeouts of its own besides (connecting, listening): see the store's docs.
     pub timeout: Duration,
 }
 
