@@ -666,3 +666,43 @@ async fn keyed_breakers_are_shared_when_asked_and_stay_local_otherwise() {
         .await;
     assert_eq!(key, redis::Value::Int(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_key_holding_something_else_is_written_over_and_updates_still_order() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let (a, _ha) = instance(&redis.url(), "a").await;
+    let (b, _hb) = instance(&redis.url(), "b").await;
+    // Far ahead, not a number Lua keeps whole, not a number at all, another type.
+    let values = ["1e300", "inf", "9007199254740993", "-5", "twelve"];
+    for (round, value) in values.into_iter().enumerate() {
+        redis
+            .command(&["SET", "circuit-breaker:version", value])
+            .await;
+        let (from, to) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        payments(from).isolate();
+        eventually(
+            &format!("the isolate after `{value}`"),
+            Duration::from_secs(5),
+            || payments(to).state() == CircuitState::Isolated,
+        )
+        .await;
+        payments(from).reset();
+        eventually(
+            &format!("the reset after `{value}`"),
+            Duration::from_secs(5),
+            || payments(to).state() == CircuitState::Closed,
+        )
+        .await;
+    }
+    redis.command(&["DEL", "circuit-breaker:version"]).await;
+    redis
+        .command(&["HSET", "circuit-breaker:version", "not", "a version"])
+        .await;
+    payments(&a).isolate();
+    eventually("the isolate after a hash", Duration::from_secs(5), || {
+        payments(&b).state() == CircuitState::Isolated
+    })
+    .await;
+}
