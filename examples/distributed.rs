@@ -11,17 +11,21 @@
 //! cargo run --example distributed -- --instance a --addr 127.0.0.1:3001 &
 //! cargo run --example distributed -- --instance b --addr 127.0.0.1:3002 &
 //!
+//! # once both print `listening on http://...`:
 //! curl -X POST 127.0.0.1:3001/upstream/fail
-//! for i in 1 2 3; do curl -s 127.0.0.1:3001/pay; echo; done   # a: 502, 502, 502: a opens
+//! for i in 1 2 3; do curl -s -w ' %{http_code}\n' 127.0.0.1:3001/pay; done  # a: 502 three times: a opens
 //! curl -si 127.0.0.1:3002/pay                                  # b: 503, Retry-After: 10
 //! curl -s 127.0.0.1:3002/health                                # b: payments open, "shared by another instance"
+//! curl -X POST 127.0.0.1:3001/upstream/heal
+//! sleep 10; curl -s 127.0.0.1:3001/pay                         # a probes after the break: both close
 //! ```
 //!
-//! Options: `--redis URL` (default `redis://127.0.0.1:6379`), `--instance NAME`, `--addr
-//! HOST:PORT` (`:0` picks a free port), `--break DURATION` in milliseconds (default 10000), and
-//! `--admin-token TOKEN` for `POST /breakers/payments/isolate` (and `reset`), with
-//! `Authorization: Bearer TOKEN`. It prints
-//! `listening on http://ADDR` once it serves.
+//! Options: `--redis URL` (default `redis://127.0.0.1:6379`), `--instance NAME` (default: the
+//! process id and a random suffix), `--addr HOST:PORT` (`:0` picks a free port), `--break MS`,
+//! the break in milliseconds (default 10000), and `--admin-token TOKEN` for
+//! `POST /breakers/payments/isolate` (and `reset`), with `Authorization: Bearer TOKEN`. Once it
+//! serves it prints ``listening on http://ADDR as instance `NAME` ``. Losing Redis and getting it
+//! back are logged; `/health` and `/metrics` show the store's state all along.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -38,6 +38,8 @@
 //!
 //! # What it keeps in Redis
 //!
+//! Every name starts with the key prefix (`circuit-breaker:` unless set):
+//!
 //! - **A key per breaker:** `<prefix>breaker:<name>` (a keyed group's breaker, when keyed
 //!   breakers are shared: `<prefix>keyed:<length of the group's name>:<group>:<key>`). It holds
 //!   the last update as JSON: the state, the end of the break on the server's clock, the

@@ -23,6 +23,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const LAST_PAUSE: Duration = Duration::from_secs(5);
 /// After a failed publish or read, how long until the instance tries to sync again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The last error before the first connection.
+const NOT_YET: &str = "not connected yet";
 /// Breakers read in one request.
 const READ_BATCH: usize = 256;
 /// Breakers made since the last read that wait to be read; past this, everything is read again.
@@ -117,7 +119,7 @@ impl Link {
             listening: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             synced: watch::channel(false).0,
-            last_error: Mutex::new(Some("not connected yet".to_owned())),
+            last_error: Mutex::new(Some(NOT_YET.to_owned())),
             tracked: Mutex::new(HashMap::new()),
             wanted: Mutex::new(Wanted::default()),
             work: Notify::new(),
@@ -197,6 +199,15 @@ impl Link {
 
     pub(crate) fn connected(&self) {
         self.listening.store(true, Ordering::Release);
+        let was_lost = lock(&self.last_error)
+            .take()
+            .is_some_and(|error| error != NOT_YET);
+        if was_lost {
+            tracing::info!(
+                store = self.store.kind(),
+                "circuit breaker store: connected again; publishing what it missed and reading"
+            );
+        }
         self.want_sync(false);
     }
 
