@@ -146,6 +146,8 @@ pub use event::{Transition, TransitionReason};
 pub use fallback::{FallbackLayer, FallbackService};
 pub use keyed::{KeyedBreakers, KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
+#[cfg(feature = "http")]
+pub use layer::{AtEndOfBody, CircuitBreakerBody, ClassifyStream};
 pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
 pub use registry::{CircuitBreakerRegistry, HealthStatus};
 pub use retry::RetryPolicy;

@@ -46,16 +46,15 @@
 //! - **No `grpc-status`, HTTP 200**: the call is under way and its status will come in the
 //!   trailers, after the messages. It counts as a success at the head.
 //!
-//! So a call that fails *after* the response head (a streaming handler that fails after sending
-//! messages, any server that sends its head before it knows the result) counts as a success: its
-//! status is in a trailer the breaker has not seen when it records the call. Seeing it needs the
-//! outcome recorded at the end of the stream instead: a response body wrapper that holds the
-//! call's permit, watches for the trailers frame, classifies its `grpc-status` with
-//! [`GrpcCode::from_headers`] and [`GrpcClassifier::classify_code`] (a stream that ends with no
-//! `grpc-status` is `UNKNOWN`, as tonic reads it), and releases the permit as cancelled if the
-//! body is dropped first. That is a change to the layer's response future, not to this
-//! classifier; this crate does not have it yet.
-//!
+//! So with [`classify_with`](crate::CircuitBreakerLayer::classify_with), a call that fails
+//! *after* the response head (a streaming handler that fails after sending messages, any server
+//! that sends its head before it knows the result) counts as a success: its status is in a
+//! trailer the breaker has not seen when it records the call. [`CircuitBreakerLayer::grpc`]
+//! records each call at the end of its stream instead: the response body carries the call's
+//! permit, the trailers' `grpc-status` decides (a stream that ends without one is `UNKNOWN`, as
+//! tonic reads it), a body that breaks off is a failure, and a stream the caller drops before
+//! its end is cancelled. See [`AtEndOfBody`](crate::layer::AtEndOfBody).
+
 //! # What a tonic client sees of a rejection
 //!
 //! tonic turns a layer's error into a `Status` with `Status::from_error`, which keeps a `Status`
@@ -295,7 +294,7 @@ impl GrpcClassifier {
 
     /// The code a response head says the call ended with; `None` when the status is still to
     /// come in the trailers (HTTP 200 without `grpc-status`).
-    fn head_code<B>(response: &Response<B>) -> Option<GrpcCode> {
+    pub(crate) fn head_code<B>(response: &Response<B>) -> Option<GrpcCode> {
         GrpcCode::from_headers(response.headers()).or_else(|| {
             (response.status() != StatusCode::OK)
                 .then(|| GrpcCode::from_http_status(response.status()))

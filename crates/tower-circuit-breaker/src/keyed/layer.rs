@@ -6,8 +6,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{KeyFor, KeyedBreaker, KeyedBreakers};
-use crate::layer::ResponseFuture;
-use crate::{CircuitBreaker, Classify, DefaultClassifier};
+use crate::layer::{Record, ResponseFuture};
+use crate::{CircuitBreaker, DefaultClassifier};
 
 /// Wraps services in a [`KeyedCircuitBreakerService`]: each request goes through the breaker of
 /// its key in one [`KeyedBreakers`] group, shared by every service the layer makes.
@@ -115,9 +115,9 @@ where
     S: Service<Request>,
     S::Error: Into<BoxError>,
     K: KeyFor<Request>,
-    C: Classify<S::Response, BoxError> + Clone,
+    C: Record<S::Response, KeyedBreaker> + Clone,
 {
-    type Response = S::Response;
+    type Response = C::Response;
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C, KeyedBreaker>;
 

@@ -9,7 +9,8 @@ use tower::BoxError;
 
 use std::sync::Arc;
 
-use crate::{CircuitBreaker, Classify, Permit};
+use super::record::Record;
+use crate::{CircuitBreaker, Permit};
 
 pin_project! {
     /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService) and
@@ -75,9 +76,9 @@ where
     B: Borrow<CircuitBreaker>,
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    C: Classify<T, BoxError>,
+    C: Record<T, B>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<C::Response, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -91,10 +92,10 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                if let Some(permit) = permit.take() {
-                    permit.record(classifier.classify(&result));
-                }
-                Poll::Ready(result)
+                Poll::Ready(match permit.take() {
+                    Some(permit) => classifier.record(result, permit),
+                    None => Err(Box::new(PolledAfterCompletion)),
+                })
             }
         }
     }

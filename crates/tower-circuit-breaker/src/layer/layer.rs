@@ -33,6 +33,20 @@ impl CircuitBreakerLayer {
     }
 }
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl CircuitBreakerLayer<crate::layer::AtEndOfBody<crate::GrpcClassifier>> {
+    /// A layer for a gRPC client ([`GrpcClassifier`](crate::GrpcClassifier)) that records each
+    /// call when its response stream ends, with the `grpc-status` of its trailers: a stream that
+    /// sends messages and then fails counts as the failure it is. The service answers with
+    /// `http::Response<CircuitBreakerBody<B, GrpcClassifier>>` (see
+    /// [`AtEndOfBody`](crate::layer::AtEndOfBody)). For the head-only classification, use
+    /// `CircuitBreakerLayer::new(breaker).classify_with(GrpcClassifier::new())`.
+    pub fn grpc(breaker: CircuitBreaker) -> Self {
+        CircuitBreakerLayer::new(breaker).classify_body_with(crate::GrpcClassifier::new())
+    }
+}
+
 impl<C> CircuitBreakerLayer<C> {
     /// Classifies results with `classifier` instead: a [`Classify`](crate::Classify) over
     /// `&Result<S::Response, BoxError>`, such as `HttpClassifier` for `http::Response`s.
@@ -42,6 +56,19 @@ impl<C> CircuitBreakerLayer<C> {
             classifier,
             backpressure: self.backpressure,
         }
+    }
+
+    /// Classifies each call with `classifier` at the head of its response and, unless the head
+    /// decides, when the response body ends: its trailers, or a body that breaks off, decide. The
+    /// call's permit moves into the body; see [`AtEndOfBody`](crate::layer::AtEndOfBody). The
+    /// service answers with `http::Response<CircuitBreakerBody<B, C2>>`.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn classify_body_with<C2>(
+        self,
+        classifier: C2,
+    ) -> CircuitBreakerLayer<crate::layer::AtEndOfBody<C2>> {
+        self.classify_with(crate::layer::AtEndOfBody::new(classifier))
     }
 
     /// With `true`, `poll_ready` returns `Pending` while the circuit rejects and wakes when it

@@ -74,11 +74,18 @@
 //!
 //! [`CircuitBreaker`]: crate::CircuitBreaker
 
+#[cfg(feature = "http")]
+mod body;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod record;
 mod service;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use self::body::{AtEndOfBody, CircuitBreakerBody, ClassifyStream};
 pub use self::future::{NotReady, ResponseFuture};
 pub use self::layer::CircuitBreakerLayer;
+pub use self::record::Record;
 pub use self::service::CircuitBreakerService;

@@ -8,7 +8,8 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::{CircuitBreakerLayer, ResponseFuture};
-use crate::{CircuitBreaker, Classify, DefaultClassifier};
+use super::record::Record;
+use crate::{CircuitBreaker, DefaultClassifier};
 
 /// A [`Service`] whose calls go through a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
 ///
@@ -112,9 +113,9 @@ impl<S, C, Request> Service<Request> for CircuitBreakerService<S, C>
 where
     S: Service<Request>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError> + Clone,
+    C: Record<S::Response, Arc<CircuitBreaker>> + Clone,
 {
-    type Response = S::Response;
+    type Response = C::Response;
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
