@@ -145,9 +145,9 @@ pub use error::{CircuitBreakerError, CircuitOpen, HalfOpenFull, Rejection};
 pub use event::{Transition, TransitionReason};
 pub use fallback::{FallbackLayer, FallbackService};
 pub use keyed::{KeyedBreakers, KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
-pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 #[cfg(feature = "http")]
-pub use layer::{AtEndOfBody, CircuitBreakerBody, ClassifyStream};
+pub use layer::{AtEndOfBody, CircuitBreakerBody, ClassifyEnd, ClassifyStream};
+pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 pub use metrics::{CircuitMetrics, LatencyMetrics, TransitionCounts, WindowMetrics};
 pub use registry::{CircuitBreakerRegistry, HealthStatus};
 pub use retry::RetryPolicy;

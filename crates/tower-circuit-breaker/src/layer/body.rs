@@ -1,5 +1,6 @@
 //! Classifying a streamed HTTP response when its body ends: [`AtEndOfBody`],
-//! [`ClassifyStream`] and the [`CircuitBreakerBody`] that carries the call's permit.
+//! [`ClassifyStream`] and [`ClassifyEnd`], and the [`CircuitBreakerBody`] that carries the call's
+//! permit.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -25,18 +26,42 @@ use crate::{CircuitBreaker, Classify, DefaultClassifier, Outcome, Permit};
 /// [`HttpClassifier`] (a status it counts as a failure or ignores decides at the head; a success
 /// waits for the body, which fails the call if it breaks off).
 pub trait ClassifyStream {
-    /// The outcome the response head decides, or `None` to wait for the end of the body.
-    fn at_head<B>(&self, response: &Response<B>) -> Option<Outcome>;
+    /// What the body keeps until its end to classify it: as small as it can be, since every
+    /// response body carries one (nothing for HTTP, the code table's one word for gRPC).
+    type End: ClassifyEnd;
 
-    /// The outcome of a body that ended, with its trailers if it had any.
+    /// The outcome the response head decides, or what to classify the end of the body with.
+    fn at_head<B>(&self, response: &Response<B>) -> AtHead<Self::End>;
+}
+
+/// What a response head decides: see [`ClassifyStream::at_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtHead<E> {
+    /// The head decides: this outcome, recorded at once.
+    Now(Outcome),
+    /// The body's end decides, classified with this.
+    AtEnd(E),
+}
+
+/// Classifies the end of a response body.
+pub trait ClassifyEnd {
+    /// The outcome of a body that ended, with its trailers if it had any. (A body that fails
+    /// is a failure, and one dropped before its end is cancelled, whatever this says.)
     fn at_end(&self, trailers: Option<&HeaderMap>) -> Outcome;
 }
 
 impl ClassifyStream for GrpcClassifier {
-    fn at_head<B>(&self, response: &Response<B>) -> Option<Outcome> {
-        GrpcClassifier::head_code(response).map(|code| self.classify_code(code))
-    }
+    type End = Self;
 
+    fn at_head<B>(&self, response: &Response<B>) -> AtHead<Self> {
+        match GrpcClassifier::head_code(response) {
+            Some(code) => AtHead::Now(self.classify_code(code)),
+            None => AtHead::AtEnd(*self),
+        }
+    }
+}
+
+impl ClassifyEnd for GrpcClassifier {
     fn at_end(&self, trailers: Option<&HeaderMap>) -> Outcome {
         let code = trailers
             .and_then(GrpcCode::from_headers)
@@ -46,13 +71,21 @@ impl ClassifyStream for GrpcClassifier {
 }
 
 impl ClassifyStream for HttpClassifier {
-    fn at_head<B>(&self, response: &Response<B>) -> Option<Outcome> {
+    type End = BodyEnded;
+
+    fn at_head<B>(&self, response: &Response<B>) -> AtHead<BodyEnded> {
         match self.classify_status(response.status()) {
-            Outcome::Success => None,
-            decided => Some(decided),
+            Outcome::Success => AtHead::AtEnd(BodyEnded),
+            decided => AtHead::Now(decided),
         }
     }
+}
 
+/// The end of an HTTP body whose head was a success: a success once the body has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyEnded;
+
+impl ClassifyEnd for BodyEnded {
     fn at_end(&self, _trailers: Option<&HeaderMap>) -> Outcome {
         Outcome::Success
     }
@@ -63,14 +96,14 @@ impl ClassifyStream for HttpClassifier {
 /// [`CircuitBreakerLayer::classify_body_with`](super::CircuitBreakerLayer::classify_body_with)
 /// and [`CircuitBreakerLayer::grpc`](super::CircuitBreakerLayer::grpc).
 ///
-/// The layer's service then answers with `http::Response<CircuitBreakerBody<B, C>>`: the inner
-/// response with its body wrapped. The call's permit moves into the body, which records the
+/// The layer's service then answers with `http::Response<CircuitBreakerBody<B, C::End>>`: the
+/// inner response with its body wrapped. The call's permit moves into the body, which records the
 /// outcome exactly once:
 ///
 /// - the head decides (a Trailers-Only gRPC error, a 5xx): recorded at once, the body passes
 ///   through untouched;
-/// - the trailers arrive: [`ClassifyStream::at_end`] with them (a gRPC stream's `grpc-status`);
-/// - the body ends without trailers: [`ClassifyStream::at_end`] without them;
+/// - the trailers arrive: [`ClassifyEnd::at_end`] with them (a gRPC stream's `grpc-status`);
+/// - the body ends without trailers: [`ClassifyEnd::at_end`] without them;
 /// - the body fails (the connection broke off): a failure;
 /// - the body is dropped before its end (the caller stopped reading): cancelled, the engine's
 ///   rule for dropped calls (ignored unless the config counts them as failures), and a half-open
@@ -97,11 +130,12 @@ impl<C> AtEndOfBody<C> {
 impl<B, C, H> Record<Response<B>, H> for AtEndOfBody<C>
 where
     B: Body,
-    C: ClassifyStream + Clone,
+    C: ClassifyStream,
     H: Borrow<CircuitBreaker>,
 {
-    type Response = Response<CircuitBreakerBody<B, C, H>>;
+    type Response = Response<CircuitBreakerBody<B, C::End, H>>;
 
+    #[inline]
     fn record(
         &self,
         result: Result<Response<B>, BoxError>,
@@ -116,41 +150,36 @@ where
             }
         };
         let pending = match self.classifier.at_head(&response) {
-            Some(outcome) => {
+            AtHead::Now(outcome) => {
                 permit.record(outcome);
                 None
             }
             // Nothing left to read: the end is now.
-            None if response.body().is_end_stream() => {
-                permit.record(self.classifier.at_end(None));
+            AtHead::AtEnd(end) if response.body().is_end_stream() => {
+                permit.record(end.at_end(None));
                 None
             }
-            None => Some(permit),
+            AtHead::AtEnd(end) => Some((permit, end)),
         };
-        Ok(response.map(|inner| CircuitBreakerBody {
-            inner,
-            pending,
-            classifier: self.classifier.clone(),
-        }))
+        Ok(response.map(|inner| CircuitBreakerBody { inner, pending }))
     }
 }
 
 pin_project! {
     /// A response body that records its call's outcome when it ends: see [`AtEndOfBody`].
     /// Its frames, size hint and end are the inner body's.
-    pub struct CircuitBreakerBody<B, C, H = Arc<CircuitBreaker>>
+    pub struct CircuitBreakerBody<B, E, H = Arc<CircuitBreaker>>
     where
         H: Borrow<CircuitBreaker>,
     {
         #[pin]
         inner: B,
-        // The call's permit, until its outcome is recorded.
-        pending: Option<Permit<H>>,
-        classifier: C,
+        // The call's permit and what classifies the end, until its outcome is recorded.
+        pending: Option<(Permit<H>, E)>,
     }
 }
 
-impl<B, C, H: Borrow<CircuitBreaker>> CircuitBreakerBody<B, C, H> {
+impl<B, E, H: Borrow<CircuitBreaker>> CircuitBreakerBody<B, E, H> {
     /// Whether the call's outcome is still to be recorded.
     pub fn is_pending(&self) -> bool {
         self.pending.is_some()
@@ -162,34 +191,35 @@ impl<B, C, H: Borrow<CircuitBreaker>> CircuitBreakerBody<B, C, H> {
     }
 }
 
-impl<B, C, H> Body for CircuitBreakerBody<B, C, H>
+impl<B, E, H> Body for CircuitBreakerBody<B, E, H>
 where
     B: Body,
-    C: ClassifyStream,
+    E: ClassifyEnd,
     H: Borrow<CircuitBreaker>,
 {
     type Data = B::Data;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if this.pending.is_some() {
+        if let Some((_, end)) = this.pending {
             let outcome = match &frame {
                 Some(Ok(frame)) => match frame.trailers_ref() {
-                    Some(trailers) => Some(this.classifier.at_end(Some(trailers))),
+                    Some(trailers) => Some(end.at_end(Some(trailers))),
                     // The last data frame: a reader may stop here without asking for more.
-                    None if this.inner.is_end_stream() => Some(this.classifier.at_end(None)),
+                    None if this.inner.is_end_stream() => Some(end.at_end(None)),
                     None => None,
                 },
                 Some(Err(_)) => Some(Outcome::Failure),
-                None => Some(this.classifier.at_end(None)),
+                None => Some(end.at_end(None)),
             };
             if let Some(outcome) = outcome {
-                if let Some(permit) = this.pending.take() {
+                if let Some((permit, _)) = this.pending.take() {
                     permit.record(outcome);
                 }
             }
@@ -197,16 +227,18 @@ where
         Poll::Ready(frame)
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
 }
 
-impl<B, C, H: Borrow<CircuitBreaker>> fmt::Debug for CircuitBreakerBody<B, C, H> {
+impl<B, E, H: Borrow<CircuitBreaker>> fmt::Debug for CircuitBreakerBody<B, E, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerBody")
             .field("pending", &self.pending.is_some())

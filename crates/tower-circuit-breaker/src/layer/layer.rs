@@ -61,7 +61,7 @@ impl<C> CircuitBreakerLayer<C> {
     /// Classifies each call with `classifier` at the head of its response and, unless the head
     /// decides, when the response body ends: its trailers, or a body that breaks off, decide. The
     /// call's permit moves into the body; see [`AtEndOfBody`](crate::layer::AtEndOfBody). The
-    /// service answers with `http::Response<CircuitBreakerBody<B, C2>>`.
+    /// service answers with `http::Response<CircuitBreakerBody<B, C2::End>>`.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn classify_body_with<C2>(

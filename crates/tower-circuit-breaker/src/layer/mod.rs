@@ -84,7 +84,9 @@ mod service;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use self::body::{AtEndOfBody, CircuitBreakerBody, ClassifyStream};
+pub use self::body::{
+    AtEndOfBody, AtHead, BodyEnded, CircuitBreakerBody, ClassifyEnd, ClassifyStream,
+};
 pub use self::future::{NotReady, ResponseFuture};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::record::Record;

@@ -28,7 +28,11 @@ pub trait Record<T, H: Borrow<CircuitBreaker>> {
     /// # Errors
     ///
     /// The call's error, as it is.
-    fn record(&self, result: Result<T, BoxError>, permit: Permit<H>) -> Result<Self::Response, BoxError>;
+    fn record(
+        &self,
+        result: Result<T, BoxError>,
+        permit: Permit<H>,
+    ) -> Result<Self::Response, BoxError>;
 }
 
 impl<T, H, C> Record<T, H> for C

@@ -7,8 +7,8 @@ use std::task::{ready, Context, Poll};
 use tower::BoxError;
 use tower_service::Service;
 
-use super::{CircuitBreakerLayer, ResponseFuture};
 use super::record::Record;
+use super::{CircuitBreakerLayer, ResponseFuture};
 use crate::{CircuitBreaker, DefaultClassifier};
 
 /// A [`Service`] whose calls go through a [`CircuitBreaker`]. Made by [`CircuitBreakerLayer`].
