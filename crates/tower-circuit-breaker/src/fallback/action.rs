@@ -7,8 +7,12 @@ use tower_service::Service;
 
 use super::future::FallbackToFuture;
 
-/// What answers in place of a selected error: the fallback of a
+/// What answers in place of a selected error, or a selected response: the fallback of a
 /// [`FallbackService`](super::FallbackService).
+///
+/// A selected response reaches the fallback as an error too, the one its
+/// [`ResponsePredicate`](super::ResponsePredicate) made of it (for HTTP responses a
+/// `FailedResponse` with the status and headers), so every fallback answers both.
 ///
 /// A fallback is cloned into each call's future (as tower's `MapErr` clones its closure), so it
 /// can run after the inner service has taken the request. Three are ready-made:
@@ -43,8 +47,8 @@ pub trait Fallback<Request> {
     /// service. Runs on every call, so it should be cheap.
     fn save(&self, request: &Request) -> Self::Saved;
 
-    /// Answers in place of `error` (an error the predicate selected), given what
-    /// [`save`](Fallback::save) kept from the call's request.
+    /// Answers in place of `error` (an error the error predicate selected, or a selected response
+    /// turned into an error), given what [`save`](Fallback::save) kept from the call's request.
     fn call(self, saved: Self::Saved, error: BoxError) -> Self::Future;
 }
 

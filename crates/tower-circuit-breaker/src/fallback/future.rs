@@ -7,31 +7,32 @@ use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use super::{ErrorPredicate, Fallback};
+use super::{ErrorPredicate, Fallback, NoResponse, ResponsePredicate};
 
 pin_project! {
     /// The response future of [`FallbackService`](super::FallbackService): the inner call, then
-    /// the fallback if the inner call fails with an error the predicate selects.
-    pub struct ResponseFuture<Fut, F, P, Request>
+    /// the fallback if the inner call fails with an error the error predicate `P` selects, or
+    /// answers with a response the response predicate `R` selects.
+    pub struct ResponseFuture<Fut, F, P, Request, R = NoResponse>
     where
         F: Fallback<Request>,
     {
         #[pin]
-        state: State<Fut, F, P, Request>,
+        state: State<Fut, F, P, R, Request>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<Fut, F, P, Request>
+    enum State<Fut, F, P, R, Request>
     where
         F: Fallback<Request>,
     {
         Inner {
             #[pin]
             future: Fut,
-            // Taken when the inner call fails.
-            armed: Option<Armed<F, P, F::Saved>>,
+            // Taken when the inner call fails or its response is selected.
+            armed: Option<Armed<F, P, R, F::Saved>>,
         },
         Fallback {
             #[pin]
@@ -40,24 +41,32 @@ pin_project! {
     }
 }
 
-/// What a call needs to fall back: the fallback, the predicate, and what it kept of the request.
-struct Armed<F, P, Saved> {
+/// What a call needs to fall back: the fallback, the predicates, and what it kept of the request.
+struct Armed<F, P, R, Saved> {
     fallback: F,
     predicate: P,
+    responses: R,
     saved: Saved,
 }
 
-impl<Fut, F, P, Request> ResponseFuture<Fut, F, P, Request>
+impl<Fut, F, P, Request, R> ResponseFuture<Fut, F, P, Request, R>
 where
     F: Fallback<Request>,
 {
-    pub(crate) fn new(future: Fut, fallback: F, predicate: P, saved: F::Saved) -> Self {
+    pub(crate) fn new(
+        future: Fut,
+        fallback: F,
+        predicate: P,
+        responses: R,
+        saved: F::Saved,
+    ) -> Self {
         Self {
             state: State::Inner {
                 future,
                 armed: Some(Armed {
                     fallback,
                     predicate,
+                    responses,
                     saved,
                 }),
             },
@@ -65,12 +74,13 @@ where
     }
 }
 
-impl<Fut, T, E, F, P, Request> Future for ResponseFuture<Fut, F, P, Request>
+impl<Fut, T, E, F, P, Request, R> Future for ResponseFuture<Fut, F, P, Request, R>
 where
     Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     F: Fallback<Request, Response = T>,
     P: ErrorPredicate,
+    R: ResponsePredicate<T>,
 {
     type Output = Result<T, BoxError>;
 
@@ -79,14 +89,25 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Inner { future, armed } => {
-                    let error: BoxError = match ready!(future.poll(cx)) {
-                        Ok(response) => return Poll::Ready(Ok(response)),
-                        Err(error) => error.into(),
+                    // A selected response goes to the fallback as the error its predicate made;
+                    // the error predicate is for the inner service's errors only.
+                    let (error, selected) = match ready!(future.poll(cx)) {
+                        Ok(response) => {
+                            let Some(armed) = armed.as_ref() else {
+                                return Poll::Ready(Ok(response));
+                            };
+                            // With `NoResponse` this is `Ok(response)`, and compiles away.
+                            match armed.responses.check(response) {
+                                Ok(response) => return Poll::Ready(Ok(response)),
+                                Err(error) => (error, true),
+                            }
+                        }
+                        Err(error) => (error.into(), false),
                     };
                     let Some(armed) = armed.take() else {
                         return Poll::Ready(Err(error));
                     };
-                    if !armed.predicate.matches(&error) {
+                    if !selected && !armed.predicate.matches(&error) {
                         return Poll::Ready(Err(error));
                     }
                     let future = armed.fallback.call(armed.saved, error);
@@ -98,7 +119,7 @@ where
     }
 }
 
-impl<Fut, F, P, Request> fmt::Debug for ResponseFuture<Fut, F, P, Request>
+impl<Fut, F, P, Request, R> fmt::Debug for ResponseFuture<Fut, F, P, Request, R>
 where
     F: Fallback<Request>,
 {
