@@ -49,7 +49,7 @@
 //! So with [`classify_with`](crate::CircuitBreakerLayer::classify_with), a call that fails
 //! *after* the response head (a streaming handler that fails after sending messages, any server
 //! that sends its head before it knows the result) counts as a success: its status is in a
-//! trailer the breaker has not seen when it records the call. [`CircuitBreakerLayer::grpc`]
+//! trailer the breaker has not seen when it records the call. [`CircuitBreakerLayer::grpc`](crate::CircuitBreakerLayer::grpc)
 //! records each call at the end of its stream instead: the response body carries the call's
 //! permit, the trailers' `grpc-status` decides (a stream that ends without one is `UNKNOWN`, as
 //! tonic reads it), a body that breaks off is a failure, and a stream the caller drops before

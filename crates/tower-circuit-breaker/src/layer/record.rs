@@ -1,5 +1,5 @@
 //! How the layer records a call once its response arrives: at once, by a [`Classify`], or, for
-//! a streamed HTTP body, when the body ends (see [`AtEndOfBody`](super::AtEndOfBody)).
+//! a streamed HTTP body, when the body ends (`AtEndOfBody`, with the `http` feature).
 
 use std::borrow::Borrow;
 
@@ -9,7 +9,7 @@ use crate::{CircuitBreaker, Classify, Permit};
 
 /// What the layer does with a call's permit when the inner service answers, and the response it
 /// hands on. Every [`Classify`] of `Result<T, BoxError>` is one: it records the outcome at once
-/// and hands the response on as it is. [`AtEndOfBody`](super::AtEndOfBody) (with the `http`
+/// and hands the response on as it is. `AtEndOfBody` (with the `http`
 /// feature) moves the permit into the response's body and records when the body ends.
 ///
 /// `H` is how the permit holds its breaker (the layer's shared handle, or a keyed breaker).
