@@ -228,6 +228,29 @@ async fn a_stream_that_ends_unavailable_after_three_messages_is_a_failure_and_tr
 }
 
 #[tokio::test]
+async fn tower_https_grpc_classifier_through_the_adapter_agrees_at_the_end_of_the_stream() {
+    use tower_circuit_breaker::layer::TowerHttp;
+    use tower_http::classify::{GrpcCode as TowerHttpCode, GrpcErrorsAsFailures};
+
+    let ending = Arc::new(AtomicU8::new(Ending::Unavailable as u8));
+    let addr = serve(Arc::clone(&ending)).await;
+    let breaker = breaker(&ManualClock::new(), 10);
+    let classifier = TowerHttp(GrpcErrorsAsFailures::new().with_success(TowerHttpCode::NotFound));
+    let mut client = Grpc::new(
+        ServiceBuilder::new()
+            .layer(CircuitBreakerLayer::new(breaker.clone()).classify_body_with(classifier))
+            .service(channel(addr).await),
+    );
+    let (count, ended) = drain(list(&mut client).await.unwrap()).await;
+    assert_eq!((count, ended.unwrap_err().code()), (3, Code::Unavailable));
+    ending.store(Ending::Ok as u8, Ordering::SeqCst);
+    let (count, ended) = drain(list(&mut client).await.unwrap()).await;
+    assert_eq!((count, ended.is_ok()), (3, true));
+    let metrics = breaker.metrics();
+    assert_eq!((metrics.failed_calls, metrics.successful_calls), (1, 1));
+}
+
+#[tokio::test]
 async fn a_stream_that_ends_ok_is_a_success() {
     let ending = Arc::new(AtomicU8::new(Ending::Ok as u8));
     let addr = serve(ending).await;

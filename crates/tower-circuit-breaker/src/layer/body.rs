@@ -245,3 +245,78 @@ impl<B, E, H: Borrow<CircuitBreaker>> fmt::Debug for CircuitBreakerBody<B, E, H>
             .finish_non_exhaustive()
     }
 }
+
+/// A tower-http response classifier ([`tower_http::classify::ClassifyResponse`], such as
+/// `ServerErrorsAsFailures` or `GrpcErrorsAsFailures`) as the breaker's: with
+/// [`classify_body_with`](super::CircuitBreakerLayer::classify_body_with) its end-of-stream
+/// classification decides at the end of the body; with
+/// [`classify_with`](super::CircuitBreakerLayer::classify_with) the head decides (a response
+/// that needs its end counts as a success).
+///
+/// tower-http's classes are only success and failure: a failure class is a failure, an error
+/// is classified as [`DefaultClassifier`] does. Which to pick: this crate's [`HttpClassifier`]
+/// and [`GrpcClassifier`] also know the outcomes a breaker needs besides (a 4xx or a
+/// `NOT_FOUND` ignored rather than a success, a 504 or `DEADLINE_EXCEEDED` counted as a timeout)
+/// and cost nothing per call to consult; take this adapter when an app already classifies with
+/// tower-http (for its trace layer) and the breaker must agree with it.
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TowerHttp<C>(pub C);
+
+/// The end of a body a [`TowerHttp`] classifier waits for: its tower-http end-of-stream
+/// classifier.
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+#[derive(Debug, Clone)]
+pub struct TowerHttpEnd<E>(E);
+
+#[cfg(feature = "tower-http")]
+impl<C> ClassifyStream for TowerHttp<C>
+where
+    C: tower_http::classify::ClassifyResponse + Clone,
+    C::ClassifyEos: Clone,
+{
+    type End = TowerHttpEnd<C::ClassifyEos>;
+
+    fn at_head<B>(&self, response: &Response<B>) -> AtHead<Self::End> {
+        use tower_http::classify::ClassifiedResponse;
+        match self.0.clone().classify_response(response) {
+            ClassifiedResponse::Ready(Ok(())) => AtHead::Now(Outcome::Success),
+            ClassifiedResponse::Ready(Err(_)) => AtHead::Now(Outcome::Failure),
+            ClassifiedResponse::RequiresEos(end) => AtHead::AtEnd(TowerHttpEnd(end)),
+        }
+    }
+}
+
+#[cfg(feature = "tower-http")]
+impl<E> ClassifyEnd for TowerHttpEnd<E>
+where
+    E: tower_http::classify::ClassifyEos + Clone,
+{
+    fn at_end(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        match self.0.clone().classify_eos(trailers) {
+            Ok(()) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+#[cfg(feature = "tower-http")]
+impl<B, C> Classify<Response<B>, BoxError> for TowerHttp<C>
+where
+    C: tower_http::classify::ClassifyResponse + Clone,
+{
+    fn classify(&self, result: &Result<Response<B>, BoxError>) -> Outcome {
+        use tower_http::classify::ClassifiedResponse;
+        match result {
+            Ok(response) => match self.0.clone().classify_response(response) {
+                ClassifiedResponse::Ready(Err(_)) => Outcome::Failure,
+                ClassifiedResponse::Ready(Ok(())) | ClassifiedResponse::RequiresEos(_) => {
+                    Outcome::Success
+                }
+            },
+            Err(_) => DefaultClassifier.classify(result),
+        }
+    }
+}

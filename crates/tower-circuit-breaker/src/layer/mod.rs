@@ -87,6 +87,9 @@ mod service;
 pub use self::body::{
     AtEndOfBody, AtHead, BodyEnded, CircuitBreakerBody, ClassifyEnd, ClassifyStream,
 };
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub use self::body::{TowerHttp, TowerHttpEnd};
 pub use self::future::{NotReady, ResponseFuture};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::record::Record;
