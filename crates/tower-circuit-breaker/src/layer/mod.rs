@@ -32,6 +32,48 @@
 //! and tower's `Elapsed` (from a per-try timeout inside the breaker) as timeouts; swap it with
 //! [`classify_with`](CircuitBreakerLayer::classify_with).
 //!
+//! ## At the end of the body
+//!
+//! A response is judged when its head arrives, unless the layer classifies bodies: with
+//! `classify_body_with` (and `CircuitBreakerLayer::grpc`, which is a gRPC client's layer with it
+//! on; both with the `http` feature) the call's permit
+//! moves into the response body, and the call is recorded when the body ends: a gRPC stream's
+//! `grpc-status` trailer decides, a body that breaks off is a failure, a body dropped before its
+//! end is cancelled. The service then answers with a `CircuitBreakerBody` around the inner body:
+//!
+//! ```
+//! # #[cfg(feature = "http")]
+//! # {
+//! use std::future::poll_fn;
+//! use std::pin::pin;
+//! use http_body::Body;
+//! use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+//! use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, HttpClassifier};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breaker = CircuitBreaker::new("reports");
+//! let mut client = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(breaker.clone()).classify_body_with(HttpClassifier::new()))
+//!     .service(service_fn(|_request: ()| async {
+//!         Ok::<_, BoxError>(http::Response::new(String::from("a long report")))
+//!     }));
+//!
+//! let response = client.ready().await?.call(()).await?;
+//! let mut body = pin!(response.into_body());
+//! assert!(body.is_pending(), "the body holds the call until it ends");
+//! while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+//!     frame?;
+//! }
+//! assert!(!body.is_pending());
+//! assert_eq!(breaker.metrics().successful_calls, 1);
+//! # Ok(())
+//! # }
+//! # }
+//! # #[cfg(not(feature = "http"))]
+//! # fn main() {}
+//! ```
+//!
 //! # On an axum route, and behind an HTTP client
 //!
 //! The default classifier counts errors, and an HTTP answer is not an error: to tower, a `503`
