@@ -28,15 +28,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::client::{Grpc, GrpcService};
 use tonic::codegen::{Body as HttpBody, BoxFuture, Bytes};
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
+
+#[path = "support/grpc.rs"]
+mod grpc;
 use tower::{BoxError, Service, ServiceBuilder};
 use tower_circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerService, CircuitState,
@@ -147,14 +148,7 @@ impl Service<http::Request<Body>> for InventoryServer {
 
 /// Serves the inventory on a free loopback port, in the background.
 async fn serve(upstream: Arc<Upstream>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(InventoryServer { upstream })
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    addr
+    grpc::serve(InventoryServer { upstream }).await
 }
 
 // ===== client =====
@@ -175,14 +169,6 @@ fn breaker(clock: &ManualClock) -> CircuitBreaker {
         .unwrap()
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// A server and a guarded client of it: `(upstream, breaker, clock, client)`.
 async fn setup() -> (
     Arc<Upstream>,
@@ -196,7 +182,7 @@ async fn setup() -> (
     let breaker = breaker(&clock);
     let guarded = ServiceBuilder::new()
         .layer(CircuitBreakerLayer::new(breaker.clone()).classify_with(GrpcClassifier::new()))
-        .service(channel(addr).await);
+        .service(grpc::channel(addr).await);
     (upstream, breaker, clock, Grpc::new(guarded))
 }
 
@@ -343,7 +329,7 @@ async fn a_map_err_can_surface_the_rejection_as_unavailable() {
             }
         })
         .layer(CircuitBreakerLayer::new(breaker.clone()).classify_with(GrpcClassifier::new()))
-        .service(channel(addr).await);
+        .service(grpc::channel(addr).await);
     let mut client = Grpc::new(guarded);
 
     upstream.set(Mode::Unavailable);

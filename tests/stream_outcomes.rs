@@ -25,10 +25,11 @@ use tonic::body::Body;
 use tonic::client::Grpc;
 use tonic::codegen::BoxFuture;
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Code, Status, Streaming};
 use tonic_prost::ProstCodec;
+
+#[path = "support/grpc.rs"]
+mod grpc;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Clock, GrpcClassifier,
@@ -120,15 +121,9 @@ impl Service<http::Request<Body>> for InventoryServer {
     }
 }
 
+/// Serves the inventory on a free loopback port, in the background.
 async fn serve(ending: Arc<AtomicU8>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(InventoryServer { ending })
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    addr
+    grpc::serve(InventoryServer { ending }).await
 }
 
 // ===== client =====
@@ -147,12 +142,16 @@ fn breaker(clock: &ManualClock, failures: u32) -> CircuitBreaker {
         .unwrap()
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+/// A client of the inventory at `addr` behind `layer`.
+async fn guarded<L>(layer: L, addr: SocketAddr) -> Grpc<L::Service>
+where
+    L: tower::Layer<tonic::transport::Channel>,
+{
+    Grpc::new(
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(grpc::channel(addr).await),
+    )
 }
 
 /// Starts `List` as generated client code does, through `client`.
@@ -198,11 +197,7 @@ async fn a_stream_that_ends_unavailable_after_three_messages_is_a_failure_and_tr
     let addr = serve(Arc::clone(&ending)).await;
     let clock = ManualClock::new();
     let breaker = breaker(&clock, 2);
-    let mut client = Grpc::new(
-        ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::grpc(breaker.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded(CircuitBreakerLayer::grpc(breaker.clone()), addr).await;
     for round in 1..=2 {
         let items = list(&mut client).await.expect("the head is OK");
         let (count, ended) = drain(items).await;
@@ -216,11 +211,11 @@ async fn a_stream_that_ends_unavailable_after_three_messages_is_a_failure_and_tr
 
     // The same streams classified at the head only count as successes: what this layer fixes.
     let head_only = CircuitBreaker::new("head-only");
-    let mut client = Grpc::new(
-        ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(head_only.clone()).classify_with(GrpcClassifier::new()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded(
+        CircuitBreakerLayer::new(head_only.clone()).classify_with(GrpcClassifier::new()),
+        addr,
+    )
+    .await;
     let (_, ended) = drain(list(&mut client).await.unwrap()).await;
     assert_eq!(ended.unwrap_err().code(), Code::Unavailable);
     assert_eq!(head_only.metrics().failed_calls, 0);
@@ -236,11 +231,11 @@ async fn tower_https_grpc_classifier_through_the_adapter_agrees_at_the_end_of_th
     let addr = serve(Arc::clone(&ending)).await;
     let breaker = breaker(&ManualClock::new(), 10);
     let classifier = TowerHttp(GrpcErrorsAsFailures::new().with_success(TowerHttpCode::NotFound));
-    let mut client = Grpc::new(
-        ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(breaker.clone()).classify_body_with(classifier))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded(
+        CircuitBreakerLayer::new(breaker.clone()).classify_body_with(classifier),
+        addr,
+    )
+    .await;
     let (count, ended) = drain(list(&mut client).await.unwrap()).await;
     assert_eq!((count, ended.unwrap_err().code()), (3, Code::Unavailable));
     ending.store(Ending::Ok as u8, Ordering::SeqCst);
@@ -255,11 +250,7 @@ async fn a_stream_that_ends_ok_is_a_success() {
     let ending = Arc::new(AtomicU8::new(Ending::Ok as u8));
     let addr = serve(ending).await;
     let breaker = breaker(&ManualClock::new(), 1);
-    let mut client = Grpc::new(
-        ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::grpc(breaker.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded(CircuitBreakerLayer::grpc(breaker.clone()), addr).await;
     for _ in 0..5 {
         let (count, ended) = drain(list(&mut client).await.unwrap()).await;
         assert_eq!((count, ended.is_ok()), (3, true));
@@ -275,11 +266,7 @@ async fn a_client_that_drops_the_stream_halfway_frees_the_probe_slot() {
     let addr = serve(Arc::clone(&ending)).await;
     let clock = ManualClock::new();
     let breaker = breaker(&clock, 1);
-    let mut client = Grpc::new(
-        ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::grpc(breaker.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded(CircuitBreakerLayer::grpc(breaker.clone()), addr).await;
     let (_, ended) = drain(list(&mut client).await.unwrap()).await;
     assert_eq!(ended.unwrap_err().code(), Code::Unavailable);
     assert_eq!(breaker.state(), CircuitState::Open);
