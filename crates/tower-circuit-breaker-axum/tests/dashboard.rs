@@ -31,6 +31,11 @@ mod browser;
 
 use browser::{chromium, elements, target_dir, text_of};
 
+#[path = "support/http.rs"]
+mod support_http;
+
+use support_http::serve;
+
 /// A name a careless page would turn into an element.
 const HOSTILE_NAME: &str = "<img src=x onerror=alert(1)>";
 
@@ -96,13 +101,6 @@ async fn drive(registry: &CircuitBreakerRegistry) {
     for _ in 0..4 {
         assert!(pgmq.call(|| async { Ok::<_, &str>(()) }).await.is_err());
     }
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 async fn get_text(addr: SocketAddr, path: &str) -> (StatusCode, String) {

@@ -25,6 +25,11 @@ use tower_circuit_breaker::{
 };
 use tower_circuit_breaker_axum::route::CircuitBreakerRouteLayer;
 
+#[path = "support/http.rs"]
+mod support_http;
+
+use support_http::serve;
+
 const FAILURES_TO_OPEN: u32 = 3;
 const BREAK: Duration = Duration::from_secs(30);
 
@@ -77,13 +82,6 @@ impl Scripted {
             std::future::ready(*this.status.lock().unwrap())
         }
     }
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 /// A GET's status, `Retry-After` header and body, over a real HTTP/1 connection.

@@ -1,19 +1,19 @@
 //! The router over real HTTP on 127.0.0.1, with a hyper client: `/health` follows the breakers
 //! (200, 503, 200), degraded, live and ready, and the admin actions behind their token.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use http::{header, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{header, Method, StatusCode};
 use serde_json::Value;
 use tower_circuit_breaker::registry::{BreakerSettings, CircuitBreakerRegistry};
 use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, ManualClock};
 use tower_circuit_breaker_axum::BreakerRoutes;
+
+#[path = "support/http.rs"]
+mod support_http;
+
+use support_http::{entry, serve, Http};
 
 const TOKEN: &str = "correct horse battery staple";
 
@@ -40,67 +40,8 @@ fn registry(clock: &ManualClock) -> CircuitBreakerRegistry {
         .unwrap()
 }
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-struct Http {
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    addr: SocketAddr,
-}
-
-impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            addr,
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-    ) -> (StatusCode, http::HeaderMap, String) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let response = self
-            .client
-            .request(request.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, String::from_utf8(body.to_vec()).unwrap())
-    }
-
-    async fn json(&self, path: &str) -> (StatusCode, Value) {
-        let (status, headers, body) = self.send(Method::GET, path, None).await;
-        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-        (status, serde_json::from_str(&body).unwrap())
-    }
-}
-
 async fn fail(breaker: &CircuitBreaker) {
     let _ = breaker.call(|| async { Err::<(), _>("down") }).await;
-}
-
-fn entry<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry["name"] == name)
-        .unwrap()
 }
 
 #[tokio::test]

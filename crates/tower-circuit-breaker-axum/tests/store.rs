@@ -9,16 +9,9 @@
 //! and say so.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use http::{header, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_circuit_breaker::registry::{BreakerSettings, CircuitBreakerRegistry, HealthStatus};
 use tower_circuit_breaker::store::{InMemoryStateStore, StoreHandle, StoreOptions};
@@ -31,6 +24,11 @@ use tower_circuit_breaker_axum::BreakerRoutes;
 mod prometheus;
 
 use prometheus::{parse, promtool_check, Scrape};
+
+#[path = "support/http.rs"]
+mod support_http;
+
+use support_http::{entry, serve, Http};
 
 /// The store's families as a scrape names them, with their type.
 const STORE_FAMILIES: [(&str, &str); 7] = [
@@ -110,45 +108,6 @@ impl Instance {
     }
 }
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-struct Http {
-    client: Client<HttpConnector, Empty<Bytes>>,
-    addr: SocketAddr,
-}
-
-impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            addr,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, http::HeaderMap, String) {
-        let response = self
-            .client
-            .get(format!("http://{}{path}", self.addr).parse().unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, String::from_utf8(body.to_vec()).unwrap())
-    }
-
-    async fn json(&self, path: &str) -> (StatusCode, Value) {
-        let (status, headers, body) = self.get(path).await;
-        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-        (status, serde_json::from_str(&body).unwrap())
-    }
-}
-
 /// `/metrics` of `http`, after promtool found nothing to report in it.
 async fn scrape(http: &Http) -> Scrape {
     let (status, headers, text) = http.get("/metrics").await;
@@ -206,15 +165,6 @@ fn assert_all_store_families(scrape: &Scrape) {
     }
 }
 
-fn breaker<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry["name"] == name)
-        .unwrap()
-}
-
 async fn run<F: Future<Output = ()>>(test: F) {
     tokio::time::timeout(Duration::from_secs(600), test)
         .await
@@ -265,7 +215,7 @@ async fn two_instances_export_what_went_between_them_and_turn_degraded_when_the_
         assert_eq!(a.payments().state(), CircuitState::Open);
         eventually("b's payments opens", || async {
             let (_, report) = b.health().await;
-            breaker(&report, "payments")["state"] == "open"
+            entry(&report, "payments")["state"] == "open"
         })
         .await;
         eventually("a hears its own update back", || async {
