@@ -240,7 +240,7 @@ async fn an_instance_started_while_the_shared_state_is_open_starts_open() {
     };
     let (a, _ha) = instance(&redis.url(), "a").await;
     trip(&payments(&a));
-    payments(&a).isolate_search_too(&a);
+    a.get("search").unwrap().isolate();
     // Give a's publications time to land.
     eventually("published", Duration::from_secs(5), || {
         _ha.status().published >= 2
@@ -260,16 +260,6 @@ async fn an_instance_started_while_the_shared_state_is_open_starts_open() {
         restarted.get("search").unwrap().state(),
         CircuitState::Isolated
     );
-}
-
-trait IsolateSearch {
-    fn isolate_search_too(&self, registry: &CircuitBreakerRegistry);
-}
-
-impl IsolateSearch for CircuitBreaker {
-    fn isolate_search_too(&self, registry: &CircuitBreakerRegistry) {
-        registry.get("search").unwrap().isolate();
-    }
 }
 
 /// Calls on `breaker` in a loop until `stop`, each checked to be admitted (the breaker is closed

@@ -64,7 +64,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod support;
-use support::{config, ready_now, request, spin_on, tower_resilience, upstream, Pair};
+use support::{
+    config, guarded, operation, ready_now, request, spin_on, tower_resilience, upstream, Pair,
+};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -77,26 +79,6 @@ use tower_circuit_breaker::{
 // Every timed routine returns a plain `u64` for criterion to `black_box`. Returning the 16-byte
 // `Result` itself made that `black_box` write it as two words and read it back as one, a failed
 // store-to-load forward that added about 5 ns to every figure, bare ones included.
-
-/// The operation every bench wraps: as cheap as a call gets, opaque to the optimizer.
-#[inline(never)]
-fn operation() -> Result<u64, ()> {
-    Ok(black_box(1))
-}
-
-/// One call through a permit, recorded by its result; 0 if it was rejected.
-#[inline]
-fn guarded(breaker: &CircuitBreaker) -> u64 {
-    let Ok(permit) = breaker.try_acquire() else {
-        return 0;
-    };
-    let result = operation();
-    match result {
-        Ok(_) => permit.success(),
-        Err(()) => permit.failure(),
-    }
-    result.unwrap_or(0)
-}
 
 /// A failing operation, to trip the peers.
 fn failing() -> Result<u64, ()> {

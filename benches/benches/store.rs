@@ -27,43 +27,17 @@
 //! Run with `cargo bench -p benches --bench store`; estimates land in
 //! `target/criterion/store_closed/<id>/new/estimates.json`.
 
-use std::hint::black_box;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::{Layer, Service};
 use tower_circuit_breaker::registry::CircuitBreakerRegistry;
 use tower_circuit_breaker::store::{InMemoryStateStore, StoreOptions};
-use tower_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
-};
+use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
 
 mod support;
-use support::{config, ready_now, upstream};
+use support::{config, guarded, ready_now, upstream};
 
 /// The breaker every id calls, by its name in the registry.
 const NAME: &str = "bench";
-
-/// The operation every call wraps, as in the `engine` bench: as cheap as a call gets, opaque to
-/// the optimizer.
-#[inline(never)]
-fn operation() -> Result<u64, ()> {
-    Ok(black_box(1))
-}
-
-/// One call through a permit, recorded by its result; 0 if it was rejected (the `engine` bench's
-/// `closed_sync` call).
-#[inline]
-fn guarded(breaker: &CircuitBreaker) -> u64 {
-    let Ok(permit) = breaker.try_acquire() else {
-        return 0;
-    };
-    let result = operation();
-    match result {
-        Ok(_) => permit.success(),
-        Err(()) => permit.failure(),
-    }
-    result.unwrap_or(0)
-}
 
 /// One request through the layer, made to completion at once (the `layer` bench's request).
 fn request<S>(service: &mut S) -> u64

@@ -145,3 +145,24 @@ impl Drop for Pair {
         }
     }
 }
+
+/// The operation every engine call wraps: as cheap as a call gets, opaque to the optimizer.
+#[inline(never)]
+pub(crate) fn operation() -> Result<u64, ()> {
+    Ok(black_box(1))
+}
+
+/// One call through a permit, recorded by its result; 0 if it was rejected (the `closed_sync`
+/// call).
+#[inline]
+pub(crate) fn guarded(breaker: &tower_circuit_breaker::CircuitBreaker) -> u64 {
+    let Ok(permit) = breaker.try_acquire() else {
+        return 0;
+    };
+    let result = operation();
+    match result {
+        Ok(_) => permit.success(),
+        Err(()) => permit.failure(),
+    }
+    result.unwrap_or(0)
+}

@@ -2,10 +2,17 @@
 //! the `store` module, on Tokio's paused clock (the Redis store's own tests run a real server).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Notify, Semaphore};
+
 use tower_circuit_breaker::registry::{CircuitBreakerRegistry, HealthStatus};
-use tower_circuit_breaker::store::{InMemoryStateStore, StoreHandle, StoreOptions};
+use tower_circuit_breaker::store::{
+    BreakerId, InMemoryStateStore, Inbox, SharedState, StateStore, StoreError, StoreFuture,
+    StoreHandle, StoreOptions, Stored,
+};
 use tower_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState, TransitionReason};
 
 fn config() -> CircuitBreakerConfig {
@@ -66,6 +73,93 @@ async fn run<F: Future<Output = ()>>(test: F) {
         .expect("the test finishes");
 }
 
+/// The in-memory store as one instance reaches it, with faults the test controls: its publishes
+/// can wait at a gate (its publishing task falls behind), and its link can be cut (publishes,
+/// reads and listening fail, as across a network partition) while the other instances go on.
+#[derive(Clone)]
+struct Faulty {
+    store: InMemoryStateStore,
+    gate: Arc<Semaphore>,
+    cut: Arc<AtomicBool>,
+    cutting: Arc<Notify>,
+}
+
+impl Faulty {
+    /// No fault until the test makes one.
+    fn new(store: &InMemoryStateStore) -> Self {
+        Self {
+            store: store.clone(),
+            gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            cut: Arc::default(),
+            cutting: Arc::default(),
+        }
+    }
+
+    /// Publishes wait until [`open_gate`](Self::open_gate).
+    fn gated(store: &InMemoryStateStore) -> Self {
+        Self {
+            gate: Arc::new(Semaphore::new(0)),
+            ..Self::new(store)
+        }
+    }
+
+    fn open_gate(&self) {
+        self.gate.add_permits(Semaphore::MAX_PERMITS);
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            self.cutting.notify_waiters();
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.cut.load(Ordering::SeqCst) {
+            Err(StoreError::new("partitioned"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StateStore for Faulty {
+    fn kind(&self) -> &'static str {
+        "faulty"
+    }
+
+    fn publish<'a>(&'a self, update: &'a SharedState) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _pass = self.gate.acquire().await.unwrap();
+            self.check()?;
+            self.store.publish(update).await
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        breakers: &'a [BreakerId],
+    ) -> StoreFuture<'a, Result<Vec<Stored>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.store.read(breakers).await
+        })
+    }
+
+    fn listen<'a>(&'a self, inbox: &'a Inbox) -> StoreFuture<'a, StoreError> {
+        Box::pin(async move {
+            let cutting = self.cutting.notified();
+            if let Err(error) = self.check() {
+                return error;
+            }
+            tokio::select! {
+                error = self.store.listen(inbox) => error,
+                () = cutting => StoreError::new("partitioned"),
+            }
+        })
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_trip_on_one_instance_opens_the_other_which_probes_by_itself_and_closes_both() {
     run(async {
@@ -95,19 +189,9 @@ async fn a_trip_on_one_instance_opens_the_other_which_probes_by_itself_and_close
         assert!(probe.is_probe());
         probe.success();
         assert_eq!(b_payments.state(), CircuitState::Closed);
-        eventually("a closes", || payments(&a).stored_state_is_closed()).await;
+        eventually("a closes", || payments(&a).state() == CircuitState::Closed).await;
     })
     .await;
-}
-
-trait StoredClosed {
-    fn stored_state_is_closed(&self) -> bool;
-}
-
-impl StoredClosed for CircuitBreaker {
-    fn stored_state_is_closed(&self) -> bool {
-        self.state() == CircuitState::Closed
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -246,7 +330,7 @@ async fn racing_transitions_end_in_the_same_state_on_every_instance() {
             .collect();
         let mut differed = 0;
         for round in 0..300_u64 {
-            let barrier = std::sync::Arc::new(std::sync::Barrier::new(breakers.len()));
+            let barrier = Arc::new(std::sync::Barrier::new(breakers.len()));
             let threads: Vec<_> = breakers
                 .iter()
                 .enumerate()
@@ -374,60 +458,12 @@ fn attaching_outside_a_runtime_is_refused() {
     ));
 }
 
-/// A store whose publishes wait at a gate: the instance's publishing task falls behind.
-#[derive(Clone)]
-struct Gated {
-    store: InMemoryStateStore,
-    gate: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl tower_circuit_breaker::store::StateStore for Gated {
-    fn kind(&self) -> &'static str {
-        "gated"
-    }
-
-    fn publish<'a>(
-        &'a self,
-        update: &'a tower_circuit_breaker::store::SharedState,
-    ) -> tower_circuit_breaker::store::StoreFuture<
-        'a,
-        Result<(), tower_circuit_breaker::store::StoreError>,
-    > {
-        Box::pin(async move {
-            let _pass = self.gate.acquire().await.unwrap();
-            self.store.publish(update).await
-        })
-    }
-
-    fn read<'a>(
-        &'a self,
-        breakers: &'a [tower_circuit_breaker::store::BreakerId],
-    ) -> tower_circuit_breaker::store::StoreFuture<
-        'a,
-        Result<Vec<tower_circuit_breaker::store::Stored>, tower_circuit_breaker::store::StoreError>,
-    > {
-        self.store.read(breakers)
-    }
-
-    fn listen<'a>(
-        &'a self,
-        inbox: &'a tower_circuit_breaker::store::Inbox,
-    ) -> tower_circuit_breaker::store::StoreFuture<'a, tower_circuit_breaker::store::StoreError>
-    {
-        self.store.listen(inbox)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still_reaches_the_others(
 ) {
-    use tower_circuit_breaker::store::StateStore as _;
     run(async {
         let store = InMemoryStateStore::new();
-        let gated = Gated {
-            store: store.clone(),
-            gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
-        };
+        let gated = Faulty::gated(&store);
         let a = registry();
         let ha = a
             .attach_store(
@@ -439,7 +475,7 @@ async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still
             .unwrap();
         ha.synced().await;
         let (b, _hb) = instance(&store, "b").await;
-        assert_eq!(gated.kind(), "gated");
+        assert_eq!(gated.kind(), "faulty");
 
         // While the publishing task waits at the gate: search is isolated, then a thousand
         // transitions of payments push it out of the registry's queue of 256.
@@ -460,7 +496,7 @@ async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still
             on_a.reset();
         }
         on_a.disable();
-        gated.gate.add_permits(1_000_000);
+        gated.open_gate();
         eventually("b ends like a", || {
             payments(&b).state() == CircuitState::Disabled
                 && search_b.state() == CircuitState::Isolated
@@ -476,94 +512,11 @@ async fn transitions_past_the_queue_are_dropped_counted_and_the_last_state_still
     .await;
 }
 
-/// A store one instance reaches through a link that can be cut: while cut, that instance's
-/// publishes, reads and listening fail, as across a network partition; the others go on.
-#[derive(Clone)]
-struct Partitioned {
-    store: InMemoryStateStore,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cutting: std::sync::Arc<tokio::sync::Notify>,
-}
-
-impl Partitioned {
-    fn new(store: &InMemoryStateStore) -> Self {
-        Self {
-            store: store.clone(),
-            cut: Default::default(),
-            cutting: Default::default(),
-        }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
-        if cut {
-            self.cutting.notify_waiters();
-        }
-    }
-
-    fn check(&self) -> Result<(), tower_circuit_breaker::store::StoreError> {
-        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(tower_circuit_breaker::store::StoreError::new("partitioned"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl tower_circuit_breaker::store::StateStore for Partitioned {
-    fn kind(&self) -> &'static str {
-        "partitioned"
-    }
-
-    fn publish<'a>(
-        &'a self,
-        update: &'a tower_circuit_breaker::store::SharedState,
-    ) -> tower_circuit_breaker::store::StoreFuture<
-        'a,
-        Result<(), tower_circuit_breaker::store::StoreError>,
-    > {
-        Box::pin(async move {
-            self.check()?;
-            self.store.publish(update).await
-        })
-    }
-
-    fn read<'a>(
-        &'a self,
-        breakers: &'a [tower_circuit_breaker::store::BreakerId],
-    ) -> tower_circuit_breaker::store::StoreFuture<
-        'a,
-        Result<Vec<tower_circuit_breaker::store::Stored>, tower_circuit_breaker::store::StoreError>,
-    > {
-        Box::pin(async move {
-            self.check()?;
-            self.store.read(breakers).await
-        })
-    }
-
-    fn listen<'a>(
-        &'a self,
-        inbox: &'a tower_circuit_breaker::store::Inbox,
-    ) -> tower_circuit_breaker::store::StoreFuture<'a, tower_circuit_breaker::store::StoreError>
-    {
-        Box::pin(async move {
-            let cutting = self.cutting.notified();
-            if let Err(error) = self.check() {
-                return error;
-            }
-            tokio::select! {
-                error = self.store.listen(inbox) => error,
-                () = cutting => tower_circuit_breaker::store::StoreError::new("partitioned"),
-            }
-        })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_instance_cut_off_while_the_fleet_lifts_an_isolate_takes_the_close_when_it_is_back() {
     run(async {
         let store = InMemoryStateStore::new();
-        let link_a = Partitioned::new(&store);
+        let link_a = Faulty::new(&store);
         let a = registry();
         let ha = a
             .attach_store(link_a.clone(), StoreOptions::default().instance("a"))
@@ -600,7 +553,7 @@ async fn an_instance_cut_off_while_the_fleet_lifts_an_isolate_takes_the_close_wh
 async fn a_trip_an_instance_could_not_publish_does_not_undo_the_fleets_isolate() {
     run(async {
         let store = InMemoryStateStore::new();
-        let link_a = Partitioned::new(&store);
+        let link_a = Faulty::new(&store);
         let a = registry();
         let ha = a
             .attach_store(link_a.clone(), StoreOptions::default().instance("a"))
