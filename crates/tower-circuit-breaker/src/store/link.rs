@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch, Notify};
@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use super::{
     BreakerId, Inbox, SharedState, StateStore, StoreError, StoreOptions, StoreStatus, Stored,
 };
+use crate::event::Human;
 use crate::registry::{CircuitBreakerRegistry, WeakRegistry};
+use crate::sync::{lock, Mutex};
 use crate::{CircuitBreaker, CircuitState, Transition, TransitionReason};
 
 /// Pauses between attempts to listen again, doubling from the first to the last.
@@ -91,11 +93,6 @@ struct Wanted {
     full: bool,
     /// Breakers made since the last read.
     reads: Vec<BreakerId>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing is left half-done under these locks; a poisoned one is still consistent.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Link {
@@ -341,8 +338,8 @@ impl Link {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error),
             Err(_) => Some(StoreError::new(format!(
-                "no answer within {:?}",
-                self.timeout
+                "no answer within {}",
+                Human(self.timeout)
             ))),
         };
         let mut tracked = lock(&self.tracked);
@@ -566,7 +563,7 @@ impl Link {
                 }
                 Ok(Ok(_)) => StoreError::new("the store answered for the wrong number of breakers"),
                 Ok(Err(error)) => error,
-                Err(_) => StoreError::new(format!("no answer within {:?}", self.timeout)),
+                Err(_) => StoreError::new(format!("no answer within {}", Human(self.timeout))),
             };
             self.failed(&error);
             return None;

@@ -2,11 +2,13 @@
 //! [`InMemoryStateStore`], for tests and examples.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::sync::{lock, Mutex, MutexGuard};
 
 use super::{BreakerId, Inbox, SharedState, StateStore, StoreError, StoreFuture, Stored};
 
@@ -45,7 +47,7 @@ impl InMemoryStateStore {
     }
 
     fn hub(&self) -> MutexGuard<'_, Hub> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     fn check(hub: &Hub) -> Result<(), StoreError> {
