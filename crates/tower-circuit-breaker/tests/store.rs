@@ -357,13 +357,22 @@ async fn racing_transitions_end_in_the_same_state_on_every_instance() {
             if !same() {
                 differed += 1;
             }
-            for _ in 0..2_000 {
+            for _ in 0..10_000 {
                 if same() && quiet(&instances) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let states: Vec<_> = breakers.iter().map(CircuitBreaker::state).collect();
+            if !states.iter().all(|state| *state == states[0]) {
+                // What each instance did and heard, to tell a slow machine from a wrong rule.
+                for ((_, handle), breaker) in instances.iter().zip(&breakers) {
+                    eprintln!("{:?}", handle.status());
+                    for transition in breaker.recent_transitions() {
+                        eprintln!("  {transition} (generation {})", transition.generation);
+                    }
+                }
+            }
             assert!(
                 states.iter().all(|state| *state == states[0]),
                 "round {round}: {states:?}"
