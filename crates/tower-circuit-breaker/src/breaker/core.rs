@@ -801,7 +801,7 @@ impl Shared {
     }
 
     /// Takes another instance's state (see `Guard::adopt`).
-    pub(crate) fn adopt(&self, to: CircuitState, open_for: Option<Duration>) -> Option<u64> {
+    pub(crate) fn adopt(&self, to: CircuitState, open_for: Option<Duration>) -> bool {
         let now = self.clock.now_nanos();
         self.with_lock(|guard| guard.adopt(word::tag_of(to), open_for, now))
     }
@@ -813,11 +813,6 @@ impl Shared {
             .as_ref()
             .and_then(|history| history.recent.back())
             .map(|last| last.reason)
-    }
-
-    /// The generation the breaker is in.
-    pub(crate) fn generation(&self) -> u64 {
-        word::generation(self.word.load(Ordering::Acquire))
     }
 
     /// Leaves a manual override for closed; does nothing in the automatic states.
@@ -1139,19 +1134,19 @@ impl Guard<'_> {
     /// Takes the state `to` another instance moved to (through the shared state store), with a
     /// break of `open_for` if it is open: a new generation, counts cleared, whatever the state.
     /// Already in `to`, it changes no generation: an open breaker's break is set to end when the
-    /// other instance's does. Returns the generation entered, if there was a transition.
-    fn adopt(&mut self, to: u64, open_for: Option<Duration>, now: u64) -> Option<u64> {
+    /// other instance's does. Returns whether there was a transition.
+    fn adopt(&mut self, to: u64, open_for: Option<Duration>, now: u64) -> bool {
         let current = self.word();
         if word::tag(current) != to {
             self.transition_dated(current, to, TransitionReason::Shared, now, 0, open_for);
-            return Some(word::generation(self.word()));
+            return true;
         }
         if let (OPEN, Some(open_for)) = (to, open_for) {
             self.locked.break_duration = open_for;
             self.set_open_until(now.saturating_add(duration_nanos(open_for)));
             self.announce.wake = true;
         }
-        None
+        false
     }
 
     fn set_open_until(&self, until: u64) {

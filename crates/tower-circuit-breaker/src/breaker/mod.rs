@@ -425,19 +425,14 @@ impl CircuitBreaker {
     }
 
     /// Takes the state another instance moved to, from the shared state store (a break of
-    /// `open_for` when open). Returns the generation entered, if the state changed.
-    pub(crate) fn adopt(&self, to: CircuitState, open_for: Option<Duration>) -> Option<u64> {
+    /// `open_for` when open). Returns whether the state changed.
+    pub(crate) fn adopt(&self, to: CircuitState, open_for: Option<Duration>) -> bool {
         self.shared.adopt(to, open_for)
     }
 
     /// Why the breaker last changed state, if it has.
     pub(crate) fn last_reason(&self) -> Option<TransitionReason> {
         self.shared.last_reason()
-    }
-
-    /// The generation the breaker is in (it grows by one on every transition).
-    pub(crate) fn generation(&self) -> u64 {
-        self.shared.generation()
     }
 
     /// Bytes of memory this breaker takes (its state, counters and probe slots).

@@ -79,8 +79,6 @@ struct Tracked {
     echoed: u64,
     /// A publication failed or was dropped: the store may not have the breaker's state.
     dirty: bool,
-    /// The generation the last update taken from another instance left the breaker in.
-    adopted: Option<u64>,
     /// The state last published or taken.
     known: Option<CircuitState>,
 }
@@ -273,8 +271,8 @@ impl Link {
         known.last_version = update.version;
         if own {
             // Taken again only if another instance's update, older in the store's order, was
-            // taken after this one was made.
-            if update.sequence < known.published || known.adopted != Some(breaker.generation()) {
+            // taken after this one was made: the breaker's last change came from the store.
+            if update.sequence < known.published || !follows_the_store(&breaker) {
                 return;
             }
         } else if known.published > known.echoed {
@@ -290,7 +288,7 @@ impl Link {
         // not end the task: the state has changed by then.
         let adopted = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let adopted = breaker.adopt(update.state, open_for);
-            if adopted.is_some() {
+            if adopted {
                 tracing::info!(
                     breaker = %update.breaker.name,
                     group = update.breaker.group.as_deref(),
@@ -306,8 +304,7 @@ impl Link {
             }
             adopted
         }));
-        if let Ok(Some(generation)) = adopted {
-            known.adopted = Some(generation);
+        if adopted.unwrap_or(true) {
             self.counts.applied.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -445,19 +442,16 @@ impl Link {
             return false;
         };
         for ((id, breaker), stored) in attached.iter().zip(stored) {
-            let generation = breaker.generation();
             let state = breaker.stored_state();
-            let (missed, own) = {
+            // A decision of this instance's: its last change was not taken from the store.
+            let own = breaker
+                .last_reason()
+                .is_some_and(|reason| reason != TransitionReason::Shared);
+            let missed = {
                 let tracked = lock(&self.tracked);
                 let known = tracked.get(id);
-                // A decision of this instance's: it has made a transition, not taken from the store.
-                let own =
-                    generation != 0 && known.and_then(|known| known.adopted) != Some(generation);
                 let changed = known.and_then(|known| known.known) != Some(state);
-                (
-                    known.is_some_and(|known| known.dirty) || (full && own && changed),
-                    own,
-                )
+                known.is_some_and(|known| known.dirty) || (full && own && changed)
             };
             let publish = match stored {
                 // A hand's isolate or disable in the store is not undone by a trip or a close
@@ -657,6 +651,12 @@ impl fmt::Debug for Link {
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the breaker's last change was taken from the store. (Not its generation: a hand's
+/// isolate of an isolated breaker starts a new one without changing anything.)
+fn follows_the_store(breaker: &CircuitBreaker) -> bool {
+    breaker.last_reason() == Some(TransitionReason::Shared)
 }
 
 /// Whether the breaker's last change was made by hand (an isolate, a disable, a reset, an
